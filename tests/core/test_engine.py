@@ -1,0 +1,129 @@
+"""The training engine: seeding, selection on dev, early stopping, penalties, logs, resume."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from textcnn.core.engine import TrainConfig, Trainer, resolve_device
+from textcnn.errors import TextCNNError
+
+X = torch.randn(64, 5, generator=torch.Generator().manual_seed(0))
+Y = (X[:, 0] + 0.5 * X[:, 1] > 0).long()
+
+
+def make_model():
+    return nn.Sequential(nn.Linear(5, 8), nn.Dropout(0.3), nn.ReLU(), nn.Linear(8, 2))
+
+
+def batches(epoch, generator):
+    order = torch.randperm(len(X), generator=generator)
+    for i in range(0, len(X), 16):
+        idx = order[i:i + 16]
+        yield X[idx], Y[idx]
+
+
+def loss_fn(model, batch):
+    x, y = batch
+    return nn.functional.cross_entropy(model(x), y)
+
+
+def dev_accuracy(model, device):
+    return {"accuracy": (model(X.to(device)).argmax(1).cpu() == Y).float().mean().item()}
+
+
+def fit(out_dir=None, epochs=6, seed=0, evaluate=dev_accuracy, **cfg):
+    torch.manual_seed(seed)
+    model = make_model()
+    config = TrainConfig(epochs=epochs, seed=seed, optimizer="adam", progress=False, **cfg)
+    result = Trainer(model, config=config, loss_fn=loss_fn, batches=batches, evaluate=evaluate,
+                     out_dir=out_dir).fit()
+    return model, result
+
+
+def weights(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_same_seed_gives_identical_results_and_other_seed_differs():
+    a, ra = fit(seed=3)
+    b, rb = fit(seed=3)
+    c, _ = fit(seed=4)
+    assert torch.equal(weights(a), weights(b))
+    assert ra.history == [{**r, "seconds": h["seconds"]} for r, h in zip(rb.history, ra.history)]
+    assert not torch.equal(weights(a), weights(c))
+
+
+def test_best_epoch_weights_are_restored():
+    scores = iter([0.5, 0.9, 0.6, 0.7])
+    snapshots = []
+
+    def scripted(model, device):
+        snapshots.append(weights(model).clone())
+        return {"accuracy": next(scores)}
+
+    model, result = fit(epochs=4, evaluate=scripted)
+    assert result.best_epoch == 2 and result.best_metrics == {"accuracy": 0.9}
+    assert torch.equal(weights(model), snapshots[1])
+
+
+def test_early_stopping_on_patience():
+    scores = iter([0.5, 0.9, 0.6, 0.7, 0.8, 0.95])
+    _, result = fit(epochs=6, evaluate=lambda m, d: {"accuracy": next(scores)}, patience=2)
+    assert result.epochs_run == 4 and result.best_epoch == 2
+
+
+def test_missing_dev_metric_is_a_clear_error():
+    with pytest.raises(TextCNNError, match="f1"):
+        fit(epochs=1, metric="f1")
+
+
+def test_l2_penalty_enters_the_gradient():
+    torch.manual_seed(0)
+    model = nn.Linear(5, 2)
+    w0, b0 = model.weight.detach().clone(), model.bias.detach().clone()
+    lam, lr = 0.1, 0.5
+    x, y = X[:16], Y[:16]
+    config = TrainConfig(epochs=1, optimizer="sgd", lr=lr, l2=lam, progress=False)
+    Trainer(model, config=config, loss_fn=loss_fn, batches=lambda e, g: [(x, y)]).fit()
+    ref = nn.Linear(5, 2)
+    with torch.no_grad():
+        ref.weight.copy_(w0)
+        ref.bias.copy_(b0)
+    loss = loss_fn(ref, (x, y)) + lam * (ref.weight ** 2).sum()  # biases are not penalised
+    loss.backward()
+    assert torch.allclose(model.weight, w0 - lr * ref.weight.grad, atol=1e-6)
+    assert torch.allclose(model.bias, b0 - lr * ref.bias.grad, atol=1e-6)
+
+
+def test_after_step_runs_after_each_optimizer_step():
+    calls = []
+    model = make_model()
+    config = TrainConfig(epochs=2, progress=False)
+    Trainer(model, config=config, loss_fn=loss_fn, batches=batches,
+            after_step=lambda m: calls.append(1)).fit()
+    assert len(calls) == 2 * 4
+
+
+def test_logs_and_resume_give_the_same_run(tmp_path):
+    full, full_result = fit(out_dir=tmp_path / "full", epochs=5)
+    lines = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4, 5]
+    assert {"train_loss", "dev_accuracy", "seconds"} <= set(json.loads(lines[0]))
+    # An "interrupted" run: 2 epochs, then the same run asked for 5 resumes at epoch 3.
+    fit(out_dir=tmp_path / "part", epochs=2)
+    resumed, resumed_result = fit(out_dir=tmp_path / "part", epochs=5)
+    assert torch.equal(weights(full), weights(resumed))
+    assert resumed_result.epochs_run == 5
+    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
+    assert strip(resumed_result.history) == strip(full_result.history)
+    assert len((tmp_path / "part" / "metrics.jsonl").read_text().splitlines()) == 5
+
+
+def test_resolve_device():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(TextCNNError, match="no CUDA"):
+            resolve_device("cuda")

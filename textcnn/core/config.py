@@ -1,0 +1,206 @@
+"""Typed recipes: YAML files mapped onto dataclasses, one per component.
+
+A recipe is read with `yaml.safe_load`, overridden with `--set a.b=value` pairs, then checked
+against the dataclasses: unknown keys get a "did you mean" hint and wrong types name the key.
+A recipe may carry an `expand:` block (lists of values per key) that turns it into several runs
+for batch evaluation.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+
+import yaml
+
+from textcnn.errors import TextCNNError, did_you_mean
+
+T = TypeVar("T")
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping with `safe_load`; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise TextCNNError(f"{path}: recipe file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise TextCNNError(f"{path}{where}: expected valid YAML, got a syntax error: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise TextCNNError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """Split `model.dropout=0.3` into (['model', 'dropout'], 0.3); the value is read as YAML."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise TextCNNError(f"--set: expected KEY=VALUE such as model.dropout=0.3, got '{item}'")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Return a copy of `data` with each `a.b.c=value` override set (sections are created)."""
+    out = copy.deepcopy(dict(data))
+    for item in overrides:
+        keys, value = parse_override(item)
+        node = out
+        for depth, key in enumerate(keys[:-1]):
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                where = ".".join(keys[: depth + 1])
+                raise TextCNNError(f"--set {item}: '{where}' is a value, not a section")
+            node = child
+        node[keys[-1]] = value
+    return out
+
+
+def _type_name(tp: Any) -> str:
+    if get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    if get_origin(tp) in (Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in get_args(tp))
+    if get_origin(tp) is not None:
+        return str(tp).replace("typing.", "")
+    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against the annotation `tp`, converting where YAML is looser (int -> float)."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is Literal:
+        if value in get_args(tp):
+            return value
+        hint = did_you_mean(str(value), [str(a) for a in get_args(tp)])
+        raise TextCNNError(f"{key}: expected one of {_type_name(tp)}, got {value!r}{hint}")
+    if origin in (Union, types.UnionType):
+        errors = []
+        for option in get_args(tp):
+            try:
+                return _convert(value, option, key)
+            except TextCNNError as exc:
+                errors.append(exc)
+        raise TextCNNError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if tp is type(None):
+        if value is None:
+            return None
+    elif dataclasses.is_dataclass(tp):
+        if isinstance(value, Mapping):
+            return from_dict(tp, value, prefix=key)
+    elif origin in (list, tuple):
+        if isinstance(value, (list, tuple)):
+            (item_tp, *_) = get_args(tp) or (Any,)
+            items = [_convert(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+            return items if origin is list else tuple(items)
+    elif origin is dict:
+        if isinstance(value, Mapping):
+            key_tp, val_tp = get_args(tp) or (Any, Any)
+            return {_convert(k, key_tp, key): _convert(v, val_tp, f"{key}.{k}") for k, v in value.items()}
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif isinstance(tp, type) and isinstance(value, tp):
+        return value
+    raise TextCNNError(f"{key}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, prefix: str = "") -> T:
+    """Build dataclass `cls` from a mapping; reject unknown keys (with a hint) and wrong types."""
+    data = {} if data is None else data
+    where = prefix or cls.__name__
+    if not isinstance(data, Mapping):
+        raise TextCNNError(f"{where}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{prefix}.{key}" if prefix else str(key)
+        if key not in fields:
+            raise TextCNNError(f"unknown key '{full}'{did_you_mean(str(key), fields)}; "
+                               f"expected one of: {', '.join(fields)}")
+        kwargs[key] = _convert(value, hints[key], full)
+    try:
+        return cls(**kwargs)
+    except TextCNNError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise TextCNNError(f"{where}: {exc}") from None
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """A dataclass as plain data (tuples become lists), ready for YAML or JSON."""
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+    return plain(obj)
+
+
+def dump_yaml(data: Mapping[str, Any]) -> str:
+    """Plain data as YAML, keys in their given order."""
+    return yaml.safe_dump(dict(data), sort_keys=False, default_flow_style=None)
+
+
+def expand_runs(recipe: Mapping[str, Any], *, name: str = "run") -> list[tuple[str, dict[str, Any]]]:
+    """Expand a recipe's `expand:` block into (run name, recipe) pairs: the product of its lists.
+
+    `expand: {data.dataset: [mr, subj], train.seed: [1, 2]}` gives four runs named like
+    `run/mr/seed=1`. A key may also map to a mapping `{label: {key: value, ...}}` to change several
+    keys together (e.g. a variant with its embeddings).
+    """
+    recipe = dict(recipe)
+    block = recipe.pop("expand", None) or {}
+    if not isinstance(block, Mapping):
+        raise TextCNNError(f"expand: expected a mapping of key -> list of values, got {block!r}")
+    axes: list[list[tuple[str, list[str]]]] = []
+    for key, values in block.items():
+        if isinstance(values, Mapping):
+            axes.append([(str(label), [f"{k}={_yaml_value(v)}" for k, v in (sets or {}).items()])
+                         for label, sets in values.items()])
+        elif isinstance(values, list) and values:
+            short = key.rsplit(".", 1)[-1]
+            axes.append([(f"{short}={v}" if not isinstance(v, str) else v, [f"{key}={_yaml_value(v)}"])
+                         for v in values])
+        else:
+            raise TextCNNError(f"expand.{key}: expected a non-empty list or a mapping of labels, got {values!r}")
+    runs = []
+    for combo in itertools.product(*axes) if axes else [()]:
+        labels = [label for label, _ in combo]
+        sets = [s for _, group in combo for s in group]
+        runs.append(("/".join([name, *labels]), apply_overrides(recipe, sets)))
+    return runs
+
+
+def _yaml_value(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()

@@ -1,0 +1,256 @@
+"""One training engine for text and images.
+
+The engine owns the loop: epochs and mini-batches, the device, mixed precision on CUDA, the
+optimizer, L1/L2 penalties, per-epoch dev evaluation, selection of the best epoch by a named dev
+metric, early stopping, seeding, a tqdm progress bar, per-epoch JSONL metrics and resumable
+checkpoints. The model side supplies three callables: the batches of an epoch, the loss of a
+batch, and the dev metrics of the model.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from textcnn.core.checkpoint import load_checkpoint, save_checkpoint
+from textcnn.core.optim import create_optimizer
+from textcnn.core.regularization import EarlyStopping, l1_penalty, l2_penalty
+from textcnn.io import append_jsonl, atomic_write_text
+
+Batch = Any
+Metrics = dict[str, float]
+
+
+@dataclass
+class TrainConfig:
+    """How to train; defaults follow Kim (2014)."""
+
+    epochs: int = 25  # passes over the training data
+    batch_size: int = 50  # examples per mini-batch
+    optimizer: str = "adadelta"  # a name from textcnn.core.optim.list_optimizers()
+    lr: float | None = None  # learning rate; None keeps the optimizer's default (Adadelta: 1.0)
+    weight_decay: float = 0.0  # the optimizer's own L2 weight decay
+    l1: float = 0.0  # coefficient of sum |w| added to the loss
+    l2: float = 0.0  # coefficient of sum w^2 added to the loss
+    metric: str = "accuracy"  # dev metric for choosing the best epoch and early stopping
+    mode: Literal["max", "min"] = "max"  # whether a larger or a smaller metric is better
+    patience: int | None = None  # epochs without dev improvement before stopping; None: run all
+    seed: int = 0  # seeds Python, NumPy and torch; the same seed on CPU repeats a run exactly
+    device: str = "auto"  # auto (CUDA when present, else CPU), cpu, cuda or cuda:N
+    amp: bool = True  # bfloat16 autocast on CUDA; ignored on CPU
+    progress: bool = True  # show a tqdm progress bar
+    threads: int | None = None  # torch CPU threads; None keeps torch's default
+
+
+@dataclass
+class FitResult:
+    """What a training run produced."""
+
+    best_epoch: int  # 1-based epoch whose weights the model holds now (0: none finished)
+    best_metrics: Metrics  # dev metrics of that epoch
+    epochs_run: int  # epochs completed, including those before a resume
+    seconds: float  # wall time of the training loop, summed over resumed parts
+    history: list[dict[str, Any]] = field(default_factory=list)  # one record per epoch
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """`auto` means CUDA when present, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        from textcnn.errors import TextCNNError
+
+        raise TextCNNError(f"device: expected an available device, got '{device}' (no CUDA here)")
+    return dev
+
+
+def to_device(batch: Batch, device: torch.device) -> Batch:
+    """Move every tensor inside a (nested) batch to `device`."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+             "python_pos": random.getstate()[2], "numpy": torch.from_numpy(np.random.get_state()[1].copy()),
+             "numpy_pos": int(np.random.get_state()[2])}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((3, tuple(state["python"]), state["python_pos"]))
+    np.random.set_state(("MT19937", state["numpy"].numpy(), state["numpy_pos"], 0, 0.0))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer:
+    """Train `model` with `loss_fn` over `batches`, select on `evaluate`, checkpoint to `out_dir`.
+
+    - `batches(epoch, generator)` yields the mini-batches of one epoch; shuffle with `generator`,
+      which is seeded from the config seed and the epoch, so a resumed run repeats the same order.
+    - `loss_fn(model, batch)` returns the scalar training loss of a batch (already on the device).
+    - `evaluate(model, device)` returns dev metrics; it must contain `config.metric`. Without it,
+      the last epoch is kept.
+    - `after_step(model)` runs after every optimizer step (Kim's max-norm constraint goes here).
+    - `penalized` are the parameters the L1/L2 penalties apply to (default: all weights of
+      dimension > 1, i.e. not biases).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        config: TrainConfig,
+        loss_fn: Callable[[nn.Module, Batch], torch.Tensor],
+        batches: Callable[[int, torch.Generator], Iterable[Batch]],
+        evaluate: Callable[[nn.Module, torch.device], Metrics] | None = None,
+        after_step: Callable[[nn.Module], None] | None = None,
+        out_dir: str | Path | None = None,
+        param_groups: list[dict[str, Any]] | None = None,
+        penalized: list[nn.Parameter] | None = None,
+        steps_per_epoch: int | None = None,
+    ) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.model = model.to(self.device)
+        self.loss_fn, self.batches, self.evaluate, self.after_step = loss_fn, batches, evaluate, after_step
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        params = param_groups or [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = create_optimizer(config.optimizer, params, lr=config.lr,
+                                          weight_decay=config.weight_decay)
+        self.penalized = penalized if penalized is not None else [
+            p for p in model.parameters() if p.requires_grad and p.dim() > 1]
+        self.steps_per_epoch = steps_per_epoch
+        self.stopper = EarlyStopping(config.metric, mode=config.mode,
+                                     patience=config.patience if config.patience is not None else 10**9)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def _state(self, epoch: int, history: list[dict[str, Any]], seconds: float,
+               best_state: dict[str, torch.Tensor] | None) -> dict[str, Any]:
+        return {"epoch": epoch, "history": history, "seconds": seconds,
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "stopper": self.stopper.state_dict(), "rng": _rng_state(),
+                "best_model": best_state}
+
+    def _resume(self) -> dict[str, Any] | None:
+        if self.out_dir is None:
+            return None
+        state = load_checkpoint(self.out_dir / "checkpoint" / "last")
+        if state is None:
+            return None
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.stopper.load_state_dict(state["stopper"])
+        _set_rng_state(state["rng"])
+        return state
+
+    # -- the loop ------------------------------------------------------------------------------
+    def fit(self) -> FitResult:
+        """Run the epochs (resuming from `out_dir/checkpoint/last` when present)."""
+        cfg = self.config
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        seed_everything(cfg.seed)
+        history: list[dict[str, Any]] = []
+        seconds, start_epoch, best_state = 0.0, 1, None
+        resumed = self._resume()
+        if resumed is not None:
+            history, seconds = resumed["history"], resumed["seconds"]
+            start_epoch, best_state = resumed["epoch"] + 1, resumed["best_model"]
+        if self.out_dir is not None:
+            self._rewrite_log(history)
+        use_amp = cfg.amp and self.device.type == "cuda"
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            if self.stopper.should_stop:
+                break
+            t0 = time.perf_counter()
+            train_loss = self._train_epoch(epoch, use_amp)
+            record: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
+            if self.evaluate is not None:
+                self.model.eval()
+                with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+                    metrics = self.evaluate(self.model, self.device)
+                record.update({f"dev_{k}": v for k, v in metrics.items()})
+                improved = self.stopper.step(metrics, epoch=epoch)
+            else:
+                improved = True
+            if improved:
+                best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.model.state_dict().items()})
+            seconds += time.perf_counter() - t0
+            record["seconds"] = round(time.perf_counter() - t0, 3)
+            history.append(record)
+            if self.out_dir is not None:
+                append_jsonl(self.out_dir / "metrics.jsonl", record)
+                save_checkpoint(self.out_dir / "checkpoint" / "last",
+                                self._state(epoch, history, seconds, best_state))
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        best_epoch = self.stopper.best_epoch if self.evaluate is not None else len(history)
+        best_metrics = next((
+            {k[4:]: v for k, v in r.items() if k.startswith("dev_")}
+            for r in history if r["epoch"] == best_epoch), {})
+        return FitResult(best_epoch=best_epoch or 0, best_metrics=best_metrics,
+                         epochs_run=len(history), seconds=seconds, history=history)
+
+    def _train_epoch(self, epoch: int, use_amp: bool) -> float:
+        cfg = self.config
+        self.model.train()
+        generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        total, count = 0.0, 0
+        bar = tqdm(self.batches(epoch, generator), total=self.steps_per_epoch,
+                   desc=f"epoch {epoch}/{cfg.epochs}", disable=not cfg.progress, leave=False,
+                   unit="batch")
+        for batch in bar:
+            batch = to_device(batch, self.device)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+                loss = self.loss_fn(self.model, batch)
+            if cfg.l1:
+                loss = loss + cfg.l1 * l1_penalty(self.penalized)
+            if cfg.l2:
+                loss = loss + cfg.l2 * l2_penalty(self.penalized)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"epoch {epoch}: the training loss became {loss.item()}")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            if self.after_step is not None:
+                self.after_step(self.model)
+            total += float(loss.detach())
+            count += 1
+            if count % 20 == 0:
+                bar.set_postfix(loss=f"{total / count:.4f}")
+        return total / count if count else math.nan
+
+    def _rewrite_log(self, history: list[dict[str, Any]]) -> None:
+        """Make metrics.jsonl agree with the checkpoint (epochs after it were never saved)."""
+        text = "".join(json.dumps(r) + "\n" for r in history)
+        atomic_write_text(self.out_dir / "metrics.jsonl", text)
