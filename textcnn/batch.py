@@ -1,0 +1,254 @@
+"""Batch evaluation: recipes -> runs (dataset x model x fold x seed) -> results.jsonl -> tables.
+
+A batch directory holds `results.jsonl` (one JSON object per finished run, appended and flushed
+by the parent process only, so no worker can corrupt it), `runs/<run name>/` (each run's model,
+logs and engine checkpoint) and `table.md` / `table.csv`. Rerunning a batch with the same `--out`
+skips the runs already in `results.jsonl`; a run that was interrupted resumes from its engine
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import io
+import json
+import multiprocessing
+import os
+import statistics
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from textcnn.benchmarks import BENCHMARKS, get_benchmark
+from textcnn.core.config import expand_runs
+from textcnn.errors import TextCNNError
+from textcnn.io import append_jsonl, atomic_write_text
+from textcnn.recipe import load_recipe_dict, text_recipe
+
+PAPER_TABLE2: dict[str, dict[str, float]] = {
+    "CNN-rand": {"mr": 76.1, "sst1": 45.0, "sst2": 82.7, "subj": 89.6, "trec": 91.2, "cr": 79.8, "mpqa": 83.4},
+    "CNN-static": {"mr": 81.0, "sst1": 45.5, "sst2": 86.8, "subj": 93.0, "trec": 92.8, "cr": 84.7, "mpqa": 89.6},
+    "CNN-non-static": {"mr": 81.5, "sst1": 48.0, "sst2": 87.2, "subj": 93.4, "trec": 93.6, "cr": 84.3,
+                       "mpqa": 89.5},
+    "CNN-multichannel": {"mr": 81.1, "sst1": 47.4, "sst2": 88.1, "subj": 93.2, "trec": 92.2, "cr": 85.0,
+                         "mpqa": 89.4},
+    "NBSVM": {"mr": 79.4, "subj": 93.2, "cr": 81.8, "mpqa": 86.3},
+}
+"""Kim (2014) Table 2, as listed in the project's reference notes (accuracy, %)."""
+
+
+@dataclass
+class RunSpec:
+    """One run of a batch: a fully expanded recipe."""
+
+    name: str  # unique within the batch, e.g. "kim2014/mr/rand/fold=3"
+    recipe: dict[str, Any]  # plain recipe data, ready for `text_recipe`
+    source: str  # the recipe file it came from
+
+
+def recipe_files(paths: Sequence[str | Path]) -> list[Path]:
+    """The recipe files named, and the `*.yaml` files inside named directories (sorted)."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(p.rglob("*.yaml"))
+            if not found:
+                raise TextCNNError(f"{p}: expected recipe files (*.yaml) in the directory, found none")
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise TextCNNError(f"{p}: expected a recipe file or directory, got no such path")
+    return files
+
+
+def plan_runs(paths: Sequence[str | Path], *, overrides: Sequence[str] = (), folds: int | None = None,
+              only: str | None = None) -> list[RunSpec]:
+    """Expand every recipe into its runs; CV benchmarks into one run per fold (the first `folds`)."""
+    runs: list[RunSpec] = []
+    for path in recipe_files(paths):
+        data = load_recipe_dict(path, list(overrides))
+        base = str(data.get("name") or path.stem)
+        for name, recipe in expand_runs(data, name=base):
+            checked = text_recipe(recipe, source=f"{path} ({name})")  # fail before any run starts
+            n_folds = 1
+            if checked.data.dataset and get_benchmark(checked.data.dataset).cv:
+                n_folds = checked.data.folds if folds is None else min(folds, checked.data.folds)
+            for fold in range(n_folds):
+                spec = dict(recipe, name=name)
+                if n_folds > 1 or (checked.data.dataset and get_benchmark(checked.data.dataset).cv):
+                    spec = {**spec, "data": {**spec.get("data", {}), "fold": fold}}
+                    run_name = f"{name}/fold={fold}"
+                else:
+                    run_name = name
+                runs.append(RunSpec(run_name, spec, str(path)))
+    seen: set[str] = set()
+    for run in runs:
+        if run.name in seen:
+            raise TextCNNError(f"batch: two runs are both named '{run.name}'; give the recipes distinct names")
+        seen.add(run.name)
+    if only:
+        runs = [r for r in runs if fnmatch.fnmatch(r.name, only) or fnmatch.fnmatch(r.name, f"*{only}*")]
+    return runs
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """The finished runs of a batch; a torn last line (a crash mid-write) is ignored."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def _run_one(run: RunSpec, out_dir: str, threads: int | None) -> dict[str, Any]:
+    """Train and test one run (in a worker process); returns its results.jsonl row."""
+    from textcnn.pipeline import train_recipe
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    recipe = text_recipe(run.recipe, source=run.source)
+    if threads:
+        recipe.train.threads = threads
+    outcome = train_recipe(recipe, Path(out_dir) / "runs" / run.name)
+    m = outcome.metrics
+    return {"run": run.name, "dataset": recipe.data.dataset or recipe.data.train,
+            "model": model_label(recipe), "variant": recipe.model.variant,
+            "vectors": recipe.embeddings.path if recipe.model.arch == "kim-cnn" and
+            recipe.model.variant != "rand" else None,
+            "fold": recipe.data.fold if recipe.data.dataset and get_benchmark(recipe.data.dataset).cv else None,
+            "seed": recipe.train.seed, "phrases": recipe.data.phrases,
+            "accuracy": m.get("test_accuracy"), "macro_f1": m.get("test_macro_f1"),
+            "dev_accuracy": m.get("dev_accuracy"), "epochs_run": m.get("epochs_run"),
+            "best_epoch": m.get("best_epoch"), "train_seconds": m.get("train_seconds"),
+            "source": run.source}
+
+
+def model_label(recipe) -> str:
+    """The table row a run belongs to, e.g. 'CNN-static (word2vec)' or 'NBSVM'."""
+    arch = recipe.model.arch
+    if arch != "kim-cnn":
+        return {"nbsvm": "NBSVM", "tfidf-logreg": "TF-IDF+LR"}[arch]
+    label = f"CNN-{recipe.model.variant}"
+    if recipe.model.variant != "rand":
+        source = recipe.embeddings.path or "?"
+        label += f" ({source if source in ('word2vec', 'minilm') else Path(source).name})"
+    if recipe.data.dataset in ("sst1", "sst2") and not recipe.data.phrases:
+        label += " [sentences only]"
+    return label
+
+
+def run_batch(paths: Sequence[str | Path], out_dir: str | Path, *, jobs: int = 1,
+              folds: int | None = None, only: str | None = None, overrides: Sequence[str] = (),
+              progress: bool = True, echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Run every pending run of the recipes into `out_dir`; write the tables; return all rows."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = plan_runs(paths, overrides=overrides, folds=folds, only=only)
+    results_file = out / "results.jsonl"
+    done = {row["run"] for row in read_results(results_file)}
+    pending = [r for r in runs if r.name not in done]
+    echo(f"batch: {len(runs)} runs, {len(runs) - len(pending)} already done, {len(pending)} to run, "
+         f"{jobs} worker(s)")
+    threads = max(1, (os.cpu_count() or 1) // max(1, jobs)) if jobs > 1 else None
+    bar = tqdm(total=len(pending), desc="batch", unit="run", disable=not progress)
+    failures: list[str] = []
+
+    def finish(run: RunSpec, row: dict[str, Any] | None, error: BaseException | None) -> None:
+        if error is not None:
+            failures.append(f"{run.name}: {error}")
+            echo(f"  failed {run.name}: {error}")
+        else:
+            append_jsonl(results_file, row)
+            echo(f"  done {run.name}: accuracy {row['accuracy']:.4f} in {row['train_seconds']:.0f}s")
+        bar.update(1)
+
+    try:
+        if jobs <= 1:
+            for run in pending:
+                bar.set_postfix_str(run.name)
+                try:
+                    row = _run_one(run, str(out), None)
+                except (TextCNNError, FloatingPointError) as exc:
+                    finish(run, None, exc)
+                else:
+                    finish(run, row, None)
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+                futures = {pool.submit(_run_one, run, str(out), threads): run for run in pending}
+                while futures:
+                    finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        run = futures.pop(fut)
+                        exc = fut.exception()
+                        finish(run, None if exc else fut.result(), exc)
+    finally:
+        bar.close()
+        rows = read_results(results_file)
+        write_tables(rows, out)
+    if failures:
+        raise TextCNNError(f"batch: {len(failures)} run(s) failed (finished runs are kept): "
+                           + "; ".join(failures[:3]))
+    return rows
+
+
+def summarize(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str], dict[str, float]]:
+    """Mean and standard deviation of accuracy (%) per (model, dataset) over folds and seeds."""
+    groups: dict[tuple[str, str], list[float]] = {}
+    for row in rows:
+        if row.get("accuracy") is not None:
+            groups.setdefault((row["model"], row["dataset"]), []).append(100 * row["accuracy"])
+    return {key: {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0,
+                  "n": len(v)} for key, v in groups.items()}
+
+
+def _paper_figure(model: str, dataset: str) -> float | None:
+    base = model.split(" ")[0]
+    if "[sentences only]" in model:
+        return None
+    return PAPER_TABLE2.get(base, {}).get(dataset)
+
+
+def write_tables(rows: Sequence[dict[str, Any]], out_dir: Path) -> None:
+    """table.md and table.csv: rows are models, columns are datasets in the paper's order."""
+    stats = summarize(rows)
+    datasets = [d for d in BENCHMARKS if any(k[1] == d for k in stats)]
+    datasets += sorted({k[1] for k in stats} - set(datasets))
+    models = sorted({k[0] for k in stats}, key=lambda m: (not m.startswith("CNN"), m))
+    titles = [BENCHMARKS[d].title if d in BENCHMARKS else d for d in datasets]
+    md = ["| model | " + " | ".join(titles) + " |", "|---" * (len(datasets) + 1) + "|"]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["model", "dataset", "mean", "std", "n", "paper"])
+    for model in models:
+        cells = []
+        for d in datasets:
+            s, paper = stats.get((model, d)), _paper_figure(model, d)
+            if s is None:
+                cells.append("–")
+                continue
+            cell = f"{s['mean']:.1f} ± {s['std']:.1f} (n={s['n']})"
+            cells.append(cell + (f" [paper {paper:.1f}]" if paper is not None else ""))
+            writer.writerow([model, d, f"{s['mean']:.2f}", f"{s['std']:.2f}", s["n"],
+                             "" if paper is None else paper])
+        md.append(f"| {model} | " + " | ".join(cells) + " |")
+    md += ["", "Accuracy (%) on the test folds / test split: mean ± std over folds and seeds, n runs; "
+           "[paper X] is Kim (2014) Table 2 where it has the row."]
+    atomic_write_text(out_dir / "table.md", "\n".join(md) + "\n")
+    atomic_write_text(out_dir / "table.csv", buf.getvalue())
+
+
+__all__ = ["RunSpec", "plan_runs", "run_batch", "read_results", "summarize", "write_tables",
+           "model_label", "PAPER_TABLE2"]

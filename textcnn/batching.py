@@ -1,0 +1,48 @@
+"""Turning token-id sequences into padded mini-batches.
+
+Batches are padded to their own longest sentence, not the corpus's. For training, sentences of
+similar length are grouped (length bucketing) so little time goes into padding; the groups and
+their order are still random for each epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+
+
+def pad_batch(seqs: Sequence[Sequence[int]], *, pad_id: int = 0, min_length: int = 1) -> torch.Tensor:
+    """Right-pad id sequences into a [N, max(len, min_length)] LongTensor."""
+    width = max([min_length, *(len(s) for s in seqs)])
+    out = np.full((len(seqs), width), pad_id, dtype=np.int64)
+    for row, seq in enumerate(seqs):
+        out[row, : len(seq)] = seq
+    return torch.from_numpy(out)
+
+
+def bucket_batches(lengths: Sequence[int], batch_size: int, *, generator: torch.Generator,
+                   bucket_factor: int = 50) -> list[np.ndarray]:
+    """Shuffled mini-batches of indices, each drawn from sentences of similar length.
+
+    The indices are shuffled, cut into pools of `batch_size * bucket_factor`, each pool sorted by
+    length and cut into batches; the batch order is shuffled again. Every index appears once.
+    """
+    lengths = np.asarray(lengths)
+    order = torch.randperm(len(lengths), generator=generator).numpy()
+    pool = batch_size * max(1, bucket_factor)
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = order[start : start + pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    perm = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[i] for i in perm]
+
+
+def sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[np.ndarray]:
+    """Batches of indices in length order, for inference (results are put back in input order)."""
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]

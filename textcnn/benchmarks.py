@@ -1,0 +1,113 @@
+"""The Kim (2014) benchmarks by name, and turning a recipe's data section into splits."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from textcnn.data import kfold_splits, load_data, read_kim_file, read_sst_trees
+from textcnn.errors import TextCNNError, did_you_mean
+from textcnn.recipe import DataSection, default_data_dir
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One of the paper's datasets and its protocol."""
+
+    name: str  # short name used in recipes
+    title: str  # as in the paper's Table 2
+    classes: int  # number of labels
+    files: tuple[str, ...]  # the whole corpus (CV) or train, [dev,] test
+    cv: bool  # 10-fold cross-validation, else the given split
+    sst_classes: int | None = None  # SST: classes of the tree reader, for phrase training
+
+
+BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in [
+    Benchmark("mr", "MR", 2, ("rt-polarity.all",), cv=True),
+    Benchmark("sst1", "SST-1", 5, ("stsa.fine.train", "stsa.fine.dev", "stsa.fine.test"), cv=False,
+              sst_classes=5),
+    Benchmark("sst2", "SST-2", 2, ("stsa.binary.train", "stsa.binary.dev", "stsa.binary.test"), cv=False,
+              sst_classes=2),
+    Benchmark("subj", "Subj", 2, ("subj.all",), cv=True),
+    Benchmark("trec", "TREC", 6, ("TREC.train.all", "TREC.test.all"), cv=False),
+    Benchmark("cr", "CR", 2, ("custrev.all",), cv=True),
+    Benchmark("mpqa", "MPQA", 2, ("mpqa.all",), cv=True),
+]}
+
+SST_TREE_FILES = ("train.txt", "dev.txt", "test.txt")
+
+Examples = tuple[list[str], list]
+
+
+@dataclass
+class Splits:
+    """Texts and labels per split; dev or test may be missing."""
+
+    train: Examples
+    dev: Examples | None
+    test: Examples | None
+
+
+def get_benchmark(name: str) -> Benchmark:
+    """Look a benchmark up by name, with a hint for typos."""
+    key = name.lower().replace("-", "")
+    if key not in BENCHMARKS:
+        raise TextCNNError(f"data.dataset: expected one of {', '.join(BENCHMARKS)}, got '{name}'"
+                           f"{did_you_mean(key, BENCHMARKS)}")
+    return BENCHMARKS[key]
+
+
+def _examples(ds) -> Examples:
+    return list(ds["text"]), list(ds["label"])
+
+
+def _existing(path: Path, hint: str) -> Path:
+    if not path.is_file():
+        raise TextCNNError(f"{path}: benchmark file not found; {hint}")
+    return path
+
+
+def benchmark_splits(section: DataSection, *, seed: int) -> Splits:
+    """Splits of a named benchmark under the paper's protocol (CV fold, or the given split)."""
+    bench = get_benchmark(section.dataset or "")
+    root = default_data_dir(section.data_dir)
+    hint = (f"run `textcnn data fetch kim2014 --dest {root}` or set data.data_dir / "
+            "TEXTCNN_DATA_DIR")
+    files = [_existing(root / f, hint) for f in bench.files]
+    if bench.cv:
+        texts, labels = _examples(read_kim_file(files[0]))
+        folds = kfold_splits(labels, n_folds=section.folds, seed=seed)
+        if not 0 <= section.fold < len(folds):
+            raise TextCNNError(f"data.fold: expected 0..{len(folds) - 1}, got {section.fold}")
+        train_idx, test_idx = folds[section.fold]
+        pick = lambda idx: ([texts[i] for i in idx], [labels[i] for i in idx])  # noqa: E731
+        return Splits(pick(train_idx), None, pick(test_idx))
+    if bench.sst_classes is not None and section.phrases:
+        sst = Path(section.sst_dir or os.environ.get("TEXTCNN_SST_DIR") or root.parent / "sst")
+        sst_hint = f"run `textcnn data fetch sst --dest {sst}` or set data.sst_dir / TEXTCNN_SST_DIR"
+        train, dev, test = (_existing(sst / f, sst_hint) for f in SST_TREE_FILES)
+        return Splits(_examples(read_sst_trees(train, classes=bench.sst_classes, phrases=True)),
+                      _examples(read_sst_trees(dev, classes=bench.sst_classes)),
+                      _examples(read_sst_trees(test, classes=bench.sst_classes)))
+    loaded = [_examples(read_kim_file(f)) for f in files]
+    if len(loaded) == 3:
+        return Splits(*loaded)
+    return Splits(loaded[0], None, loaded[1])
+
+
+def recipe_splits(section: DataSection, *, seed: int) -> Splits:
+    """Splits of a recipe's data section: a named benchmark, or train/dev/test files."""
+    if section.dataset:
+        return benchmark_splits(section, seed=seed)
+    if not section.train:
+        raise TextCNNError("data.train: expected a training file or hub dataset name (or data.dataset), "
+                           "got none")
+    columns = dict(text_column=section.text_column, label_column=section.label_column,
+                   format=section.format)
+
+    def load(spec: str | None, split: str) -> Examples | None:
+        return _examples(load_data(spec, split=split, **columns)) if spec else None
+
+    return Splits(load(section.train, section.split), load(section.dev, "validation"),
+                  load(section.test, "test"))

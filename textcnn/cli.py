@@ -1,0 +1,167 @@
+"""The `textcnn` command line: a thin layer over the library.
+
+Library errors (`TextCNNError`) become one-line messages with exit code 2, and no traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from textcnn import __version__
+from textcnn.errors import TextCNNError
+
+
+class UserError(click.ClickException):
+    """A bad input: printed as one line, exit code 2."""
+
+    exit_code = 2
+
+
+def user_errors(func):
+    """Turn library errors into `UserError` at the CLI boundary."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except TextCNNError as exc:
+            raise UserError(str(exc)) from None
+    return wrapper
+
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "--version", prog_name="textcnn")
+def main() -> None:
+    """Kim (2014) sentence CNNs, classic image CNNs and detectors on one CNN core.
+
+    \b
+    Example:
+      textcnn train recipes/quickstart.yaml --out runs/quickstart
+      textcnn predict runs/quickstart/model "a warm , funny and moving film"
+    """
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe key, e.g. --set model.dropout=0.3 (repeatable).")
+@click.option("--out", type=click.Path(file_okay=False), help="Output directory [runs/<recipe name>].")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Device [recipe's, auto].")
+@click.option("--seed", type=int, help="Seed for splits, initialisation and shuffling.")
+@user_errors
+def train(recipe: str, overrides: tuple[str, ...], out: str | None, device: str | None,
+          seed: int | None) -> None:
+    """Train the model a RECIPE describes; write it, its metrics and the resolved recipe.
+
+    \b
+    Example:
+      textcnn train recipes/quickstart.yaml --set train.epochs=5 --out runs/qs
+    """
+    from textcnn.pipeline import train_from_recipe
+
+    sets = list(overrides)
+    if device:
+        sets.append(f"train.device={device}")
+    if seed is not None:
+        sets.append(f"train.seed={seed}")
+    result = train_from_recipe(recipe, sets, out_dir=out)
+    click.echo(result.summary())
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("model", type=click.Path(exists=True, file_okay=False))
+@click.option("--data", "data_file", required=True, help="Labelled file (any supported format).")
+@click.option("--format", "data_format", help="kim, sst, csv, tsv, json, jsonl or parquet [guessed].")
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--label-column", default="label", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Write the confusion matrix as PNG.")
+@user_errors
+def evaluate(model: str, data_file: str, data_format: str | None, text_column: str,
+             label_column: str, as_json: bool, plot: str | None) -> None:
+    """Evaluate MODEL on labelled data: accuracy, macro-F1, per-class report, confusion matrix.
+
+    \b
+    Example:
+      textcnn evaluate runs/quickstart/model --data data/sample/test.csv --plot cm.png
+    """
+    from textcnn.metrics import format_report, plot_confusion_matrix
+    from textcnn.pipeline import evaluate_model
+
+    report = evaluate_model(model, data_file, data_format=data_format, text_column=text_column,
+                            label_column=label_column)
+    click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+    if plot:
+        plot_confusion_matrix(report, plot)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("model", type=click.Path(exists=True, file_okay=False))
+@click.argument("texts", nargs=-1)
+@click.option("--input", "input_file", type=click.File("r", encoding="utf-8"),
+              help="Read one text per line from FILE ('-' for standard input).")
+@click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Show the K most probable labels.")
+@click.option("--format", "out_format", type=click.Choice(["text", "jsonl"]), default="text",
+              show_default=True)
+@user_errors
+def predict(model: str, texts: tuple[str, ...], input_file, top_k: int, out_format: str) -> None:
+    """Predict labels with probabilities for TEXTS (or lines of --input).
+
+    \b
+    Example:
+      textcnn predict runs/quickstart/model "a dull , lifeless film" --top-k 2
+      echo "great acting" | textcnn predict runs/quickstart/model --input - --format jsonl
+    """
+    from textcnn.pipeline import predict_texts
+
+    items = list(texts)
+    if input_file is not None:
+        items += [line.rstrip("\n") for line in input_file]
+    if not items:
+        raise UserError("predict: expected TEXT arguments or --input FILE, got neither")
+    for text, ranked in zip(items, predict_texts(model, items, top_k=top_k)):
+        if out_format == "jsonl":
+            click.echo(json.dumps({"text": text, "labels": [
+                {"label": label, "probability": round(p, 6)} for label, p in ranked]}))
+        else:
+            shown = "  ".join(f"{label} ({p:.3f})" for label, p in ranked)
+            click.echo(f"{shown}\t{text}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("recipes", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Batch directory: results.jsonl, table.md, table.csv, runs/.")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Parallel worker processes.")
+@click.option("--folds", type=click.IntRange(min=1), help="Run only the first N folds of CV datasets.")
+@click.option("--only", metavar="GLOB", help="Run only runs whose name matches GLOB.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a key in every recipe (repeatable).")
+@user_errors
+def batch(recipes: tuple[str, ...], out: str, jobs: int, folds: int | None, only: str | None,
+          overrides: tuple[str, ...]) -> None:
+    """Run every run of RECIPES (files or directories) and tabulate the results.
+
+    Resumable: rerun with the same --out and finished runs are skipped.
+
+    \b
+    Example:
+      textcnn batch recipes/kim2014 --out runs/kim2014 --folds 1 --set train.epochs=2
+    """
+    from textcnn.batch import run_batch
+
+    run_batch(recipes, out, jobs=jobs, folds=folds, only=only, overrides=overrides, echo=click.echo)
+    click.echo(Path(out, "table.md").read_text(encoding="utf-8"))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

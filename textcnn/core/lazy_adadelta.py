@@ -1,0 +1,102 @@
+"""Adadelta (Zeiler 2012) that also takes sparse gradients, updating only the rows they touch.
+
+For a parameter row whose gradient is zero, dense Adadelta changes nothing but its two running
+averages, which both shrink by `rho`:
+
+    E[g^2] <- rho E[g^2] + (1 - rho) 0^2        update = -lr sqrt(E[dx^2] + eps) / sqrt(E[g^2] + eps) * 0 = 0
+    E[dx^2] <- rho E[dx^2] + (1 - rho) 0^2
+
+So a row untouched for k steps needs only its averages multiplied by rho^k, which can wait until
+the row is touched again. With a sparse embedding gradient (a mini-batch touches a few hundred of
+tens of thousands of words) this is the same optimizer as dense Adadelta, as Kim used it, at a
+fraction of the cost. `tests/core/test_lazy_adadelta.py` checks it against `torch.optim.Adadelta`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+class LazyAdadelta(torch.optim.Optimizer):
+    """Adadelta for dense and sparse gradients; identical to `torch.optim.Adadelta` on dense ones."""
+
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float = 1.0,
+                 rho: float = 0.95, eps: float = 1e-6, weight_decay: float = 0.0) -> None:
+        if lr < 0 or not 0.0 <= rho <= 1.0 or eps < 0 or weight_decay < 0:
+            raise ValueError(f"invalid Adadelta settings: lr={lr}, rho={rho}, eps={eps}, "
+                             f"weight_decay={weight_decay}")
+        super().__init__(params, {"lr": lr, "rho": rho, "eps": eps, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:  # noqa: D102
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, rho, eps, wd = group["lr"], group["rho"], group["eps"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["acc_delta"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["step"] += 1
+                if p.grad.is_sparse:
+                    if wd:
+                        raise RuntimeError("LazyAdadelta: weight_decay needs dense gradients")
+                    self._sparse_step(p, state, lr, rho, eps)
+                else:
+                    grad = p.grad if not wd else p.grad.add(p, alpha=wd)
+                    _adadelta_rows(p, grad, state["square_avg"], state["acc_delta"], lr, rho, eps)
+        return loss
+
+    @staticmethod
+    def _sparse_step(p: Tensor, state: dict[str, Any], lr: float, rho: float, eps: float) -> None:
+        grad = p.grad.coalesce()
+        rows, values = grad.indices()[0], grad.values()
+        if "last_step" not in state:
+            # the step at which each row's averages were last brought up to date
+            state["last_step"] = torch.zeros(p.shape[0], dtype=torch.long, device=p.device)
+        last = state["last_step"]
+        missed = (state["step"] - 1 - last[rows]).to(p.dtype)
+        decay = torch.pow(torch.as_tensor(rho, dtype=p.dtype, device=p.device), missed)
+        decay = decay.view(-1, *([1] * (p.dim() - 1)))
+        sq, acc = state["square_avg"][rows] * decay, state["acc_delta"][rows] * decay
+        param = p[rows]
+        _adadelta_rows(param, values, sq, acc, lr, rho, eps)
+        p[rows] = param
+        state["square_avg"][rows] = sq
+        state["acc_delta"][rows] = acc
+        last[rows] = state["step"]
+
+    def dense_state(self, p: Tensor) -> tuple[Tensor, Tensor]:
+        """The running averages of `p` as dense Adadelta would hold them now (for tests)."""
+        state = self.state[p]
+        if "last_step" not in state:
+            return state["square_avg"], state["acc_delta"]
+        missed = (state["step"] - state["last_step"]).to(p.dtype)
+        decay = torch.pow(torch.as_tensor(state_rho(self, p), dtype=p.dtype), missed)
+        decay = decay.view(-1, *([1] * (p.dim() - 1)))
+        return state["square_avg"] * decay, state["acc_delta"] * decay
+
+
+def state_rho(optimizer: torch.optim.Optimizer, p: Tensor) -> float:
+    """The `rho` of the parameter group holding `p`."""
+    return next(g["rho"] for g in optimizer.param_groups if any(q is p for q in g["params"]))
+
+
+def _adadelta_rows(param: Tensor, grad: Tensor, square_avg: Tensor, acc_delta: Tensor, lr: float,
+                   rho: float, eps: float) -> None:
+    """One Adadelta update, in place, in the same order of operations as torch's."""
+    square_avg.mul_(rho).addcmul_(grad, grad, value=1 - rho)
+    std = square_avg.add(eps).sqrt_()
+    delta = acc_delta.add(eps).sqrt_().div_(std).mul_(grad)
+    acc_delta.mul_(rho).addcmul_(delta, delta, value=1 - rho)
+    param.add_(delta, alpha=-lr)

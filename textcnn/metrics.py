@@ -1,0 +1,77 @@
+"""Classification metrics (through scikit-learn) and their text and PNG reports."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
+
+
+def selection_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro-F1: the numbers a run is selected and compared on."""
+    return {"accuracy": float(accuracy_score(y_true, y_pred)),
+            "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0))}
+
+
+def evaluation_report(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, macro-F1, a per-class report and the confusion matrix (rows: true labels)."""
+    labels = list(range(len(class_names)))
+    names = [str(c) for c in class_names]
+    report = classification_report(y_true, y_pred, labels=labels, target_names=names,
+                                   output_dict=True, zero_division=0)
+    return {
+        **selection_metrics(y_true, y_pred),
+        "examples": int(len(y_true)),
+        "per_class": {name: {k: float(v) for k, v in report[name].items()} for name in names},
+        "labels": names,
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The report of `evaluation_report` as aligned plain text."""
+    names = report["labels"]
+    width = max(8, *(len(n) for n in names))
+    lines = [f"accuracy  {report['accuracy']:.4f}   macro-F1  {report['macro_f1']:.4f}   "
+             f"examples  {report['examples']}", "",
+             f"{'label':<{width}}  precision  recall  f1      support"]
+    for name in names:
+        row = report["per_class"][name]
+        lines.append(f"{name:<{width}}  {row['precision']:9.4f}  {row['recall']:6.4f}  "
+                     f"{row['f1-score']:6.4f}  {int(row['support']):7d}")
+    lines += ["", "confusion matrix (rows: true, columns: predicted)",
+              " " * width + "  " + " ".join(f"{n[:7]:>7}" for n in names)]
+    for name, row in zip(names, report["confusion_matrix"]):
+        lines.append(f"{name:<{width}}  " + " ".join(f"{v:7d}" for v in row))
+    return "\n".join(lines)
+
+
+def plot_confusion_matrix(report: dict[str, Any], path: str | Path) -> Path:
+    """Save the confusion matrix of `report` as a PNG (needs matplotlib: the `plots` extra)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from textcnn.io import atomic_write
+
+    matrix = np.asarray(report["confusion_matrix"])
+    names = report["labels"]
+    size = 2.5 + 0.5 * len(names)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for (i, j), v in np.ndenumerate(matrix):
+        ax.text(j, i, str(v), ha="center", va="center",
+                color="white" if v > matrix.max() / 2 else "black")
+    ax.set_title(f"accuracy {report['accuracy']:.3f}")
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    plt.close(fig)
+    return Path(path)

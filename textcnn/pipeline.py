@@ -1,0 +1,134 @@
+"""What the CLI commands do, as library functions: train from a recipe, evaluate, predict."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from textcnn.benchmarks import recipe_splits
+from textcnn.core.config import dump_yaml, to_dict
+from textcnn.data import load_data
+from textcnn.errors import TextCNNError
+from textcnn.estimator import TextCNNClassifier
+from textcnn.io import atomic_write_json, atomic_write_text
+from textcnn.metrics import evaluation_report
+from textcnn.recipe import TextRecipe, load_recipe_dict, text_recipe
+
+
+@dataclass
+class TrainOutcome:
+    """Where a training run wrote its model, and its figures."""
+
+    out_dir: Path  # run directory: recipe.yaml, metrics.jsonl, checkpoint/, model/
+    model_dir: Path  # the self-contained model
+    metrics: dict[str, Any] = field(default_factory=dict)  # dev and test figures, timings
+
+    def summary(self) -> str:
+        """One readable line for the CLI."""
+        parts = [f"model: {self.model_dir}"]
+        for key in ("dev_accuracy", "test_accuracy", "test_macro_f1", "epochs_run", "train_seconds"):
+            if key in self.metrics:
+                value = self.metrics[key]
+                parts.append(f"{key} {value:.4f}" if isinstance(value, float) and key != "train_seconds"
+                             else f"{key} {value}")
+        return "  ".join(parts)
+
+
+def train_recipe(recipe: TextRecipe, out_dir: str | Path) -> TrainOutcome:
+    """Train the model `recipe` describes into `out_dir`; evaluate on its test split if any."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    resolved = dump_yaml(to_dict(recipe))
+    atomic_write_text(out_dir / "recipe.yaml", resolved)
+    splits = recipe_splits(recipe.data, seed=recipe.train.seed)
+    if recipe.model.arch != "kim-cnn":
+        return _train_baseline(recipe, splits, out_dir)
+    clf = TextCNNClassifier(**recipe.estimator_params(), out_dir=str(out_dir / "train"))
+    start = time.perf_counter()
+    dev_texts, dev_labels = splits.dev if splits.dev is not None else (None, None)
+    clf.fit(*splits.train, X_dev=dev_texts, y_dev=dev_labels)
+    fit = clf.fit_result_
+    metrics: dict[str, Any] = {
+        "dataset": recipe.data.dataset or recipe.data.train, "variant": recipe.model.variant,
+        "seed": recipe.train.seed, "train_examples": len(splits.train[0]),
+        "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run,
+        **{f"dev_{k}": v for k, v in fit.best_metrics.items()},
+        "train_seconds": round(time.perf_counter() - start, 2)}
+    if getattr(clf, "coverage_", None) is not None:
+        metrics["vector_coverage"] = round(float(clf.coverage_), 4)
+    if splits.test is not None:
+        report = evaluation_report(clf.label_map_.encode(splits.test[1]),
+                                   clf.label_map_.encode(clf.predict(splits.test[0])),
+                                   [str(c) for c in clf.classes_])
+        metrics.update({f"test_{k}": report[k] for k in ("accuracy", "macro_f1", "examples")})
+        metrics["test_report"] = report
+    model_dir = clf.save(out_dir / "model", recipe=resolved, metrics=metrics)
+    atomic_write_json(out_dir / "results.json", {k: v for k, v in metrics.items() if k != "test_report"})
+    return TrainOutcome(out_dir=out_dir, model_dir=model_dir, metrics=metrics)
+
+
+def _train_baseline(recipe: TextRecipe, splits, out_dir: Path) -> TrainOutcome:
+    """A scikit-learn baseline on the same splits; it has fixed settings, so dev data is unused."""
+    from textcnn.baselines import make_baseline
+
+    clf = make_baseline(recipe.model.arch, seed=recipe.train.seed)
+    start = time.perf_counter()
+    clf.fit(*splits.train)
+    metrics: dict[str, Any] = {"dataset": recipe.data.dataset or recipe.data.train,
+                               "arch": recipe.model.arch, "seed": recipe.train.seed,
+                               "train_examples": len(splits.train[0]), "epochs_run": None,
+                               "best_epoch": None,
+                               "train_seconds": round(time.perf_counter() - start, 2)}
+    if splits.test is not None:
+        labels = sorted(set(splits.train[1]), key=str)
+        index = {label: i for i, label in enumerate(labels)}
+        truth = [index.get(label, -1) for label in splits.test[1]]
+        report = evaluation_report(np.asarray(truth), np.asarray([index[p] for p in clf.predict(splits.test[0])]),
+                                   [str(label) for label in labels])
+        metrics.update({f"test_{k}": report[k] for k in ("accuracy", "macro_f1", "examples")})
+    atomic_write_json(out_dir / "results.json", metrics)
+    return TrainOutcome(out_dir=out_dir, model_dir=out_dir, metrics=metrics)
+
+
+def train_from_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
+                      *, out_dir: str | Path | None = None) -> TrainOutcome:
+    """Read a recipe file, apply `--set` overrides and train it (see `train_recipe`)."""
+    recipe = text_recipe(load_recipe_dict(path, overrides), source=path)
+    return train_recipe(recipe, out_dir or Path("runs") / (recipe.name or Path(path).stem))
+
+
+def load_model(path: str | Path) -> TextCNNClassifier:
+    """Load a saved model directory (`textcnn.load`)."""
+    return TextCNNClassifier.load(path)
+
+
+def evaluate_model(model: str | Path, data_file: str | Path, *, data_format: str | None = None,
+                   text_column: str = "text", label_column: str = "label") -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class report and confusion matrix of `model` on a labelled file."""
+    clf = load_model(model)
+    ds = load_data(data_file, format=data_format, text_column=text_column, label_column=label_column)
+    texts, labels = list(ds["text"]), list(ds["label"])
+    try:
+        truth = clf.label_map_.encode(labels)
+    except TextCNNError as exc:
+        raise TextCNNError(f"{data_file}: {exc}") from None
+    predicted = clf.label_map_.encode(clf.predict(texts))
+    return evaluation_report(truth, predicted, [str(c) for c in clf.classes_])
+
+
+def predict_texts(model: str | Path | TextCNNClassifier, texts: list[str], *,
+                  top_k: int = 1) -> list[list[tuple[Any, float]]]:
+    """For each text, its `top_k` (label, probability) pairs, most probable first."""
+    clf = model if isinstance(model, TextCNNClassifier) else load_model(model)
+    probs = clf.predict_proba(texts)
+    k = min(top_k, probs.shape[1])
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return [[(_plain(clf.classes_[j]), float(row[j])) for j in idx] for row, idx in zip(probs, order)]
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value

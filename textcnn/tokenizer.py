@@ -1,0 +1,233 @@
+"""Kim's (2014) sentence preprocessing, as plain Python and as a Hugging Face `tokenizers` pipeline.
+
+`clean_str` is the readable statement of the preprocessing; `WordTokenizer` runs the same rules
+in Rust (a `tokenizers.Tokenizer` with a WordLevel model), so `tokens(text)` equals
+`clean_str(text).split()` for every input (the tests check this on the benchmark sentences).
+
+One deliberate difference from Kim's `process_data.py`: there the replacement strings for
+`(`, `)` and `?` are written as `" \\( "` etc., which Python's `re.sub` keeps as a literal
+backslash, so the original emits the tokens `\\(`, `\\)` and `\\?`. We emit `(`, `)` and `?`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TypeVar
+
+from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
+from tokenizers.models import WordLevel
+
+from textcnn.errors import TextCNNError
+from textcnn.io import atomic_write
+
+PAD_TOKEN = "[PAD]"
+UNK_TOKEN = "[UNK]"
+T = TypeVar("T")
+
+# Kim's rules, in order; both `clean_str` and the Rust normalizer are built from this one table.
+# Every character outside the class becomes a space (so "[PAD]" in a text is just the word "pad").
+_KEEP_CHARS = r"[^A-Za-z0-9(),!?'`]"
+_CONTRACTIONS = ("'s", "'ve", "n't", "'re", "'d", "'ll")
+_SPACED_PUNCTUATION = (",", "!", "(", ")", "?")
+
+
+def clean_str(text: str, *, lowercase: bool = True) -> str:
+    """Kim's preprocessing: keep `[A-Za-z0-9(),!?'\\`]`, split contractions, space out punctuation.
+
+    Contractions ('s 've n't 're 'd 'll) become tokens of their own, `, ! ( ) ?` get spaces on
+    both sides, whitespace runs collapse, the ends are stripped and, unless `lowercase=False`
+    (Kim keeps TREC's case), the result is lower-cased last, as in the original.
+    """
+    text = re.sub(_KEEP_CHARS, " ", text)
+    for piece in _CONTRACTIONS:
+        text = text.replace(piece, " " + piece)
+    for mark in _SPACED_PUNCTUATION:
+        text = text.replace(mark, f" {mark} ")
+    text = re.sub(r"\s+", " ", text).strip()
+    return text.lower() if lowercase else text
+
+
+def _kim_normalizer(lowercase: bool) -> normalizers.Normalizer:
+    steps: list[normalizers.Normalizer] = [normalizers.Replace(Regex(_KEEP_CHARS), " ")]
+    steps += [normalizers.Replace(piece, " " + piece) for piece in _CONTRACTIONS]
+    steps += [normalizers.Replace(mark, f" {mark} ") for mark in _SPACED_PUNCTUATION]
+    if lowercase:
+        steps.append(normalizers.Lowercase())
+    return normalizers.Sequence(steps)
+
+
+class WordTokenizer:
+    """A `tokenizers.Tokenizer` used without special-token post-processing, truncation or padding.
+
+    Built by `train` (Kim's word-level vocabulary: `[PAD]` id 0, `[UNK]` id 1), `from_file`
+    (a `tokenizer.json` written by `save`, or any other) or `from_pretrained_dir` (a Hugging Face
+    checkpoint's tokenizer, e.g. MiniLM's WordPiece; its own pad and unk ids are used).
+    """
+
+    def __init__(self, tokenizer: Tokenizer, *, source: str = "<memory>") -> None:
+        padding = tokenizer.padding
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        tokenizer.post_processor = None
+        self._tok = tokenizer
+        self._source = source
+        self._pad_id = padding["pad_id"] if padding else self._find_pad_id()
+        unk = getattr(tokenizer.model, "unk_token", None)
+        self._unk_id = tokenizer.token_to_id(unk) if unk else None
+
+    def _find_pad_id(self) -> int:
+        for token in (PAD_TOKEN, "<pad>", "<PAD>"):
+            found = self._tok.token_to_id(token)
+            if found is not None:
+                return found
+        raise TextCNNError(
+            f"{self._source}: expected a padding token ({PAD_TOKEN}, <pad> or <PAD>) in the "
+            f"vocabulary, got none among {self._tok.get_vocab_size()} tokens"
+        )
+
+    # -- constructors -------------------------------------------------------------------------
+
+    @classmethod
+    def train(
+        cls,
+        texts: Iterable[str],
+        *,
+        min_frequency: int = 1,
+        max_size: int | None = None,
+        lowercase: bool = True,
+    ) -> WordTokenizer:
+        """Build Kim's word vocabulary from `texts` (the training texts only).
+
+        We count the words ourselves (the Rust normalizer and pre-tokenizer split them) rather
+        than use `WordLevelTrainer`, so that `[PAD]`/`[UNK]` stay ordinary vocabulary entries:
+        registered as special tokens they would be matched in raw input before normalization,
+        and `tokens()` would stop agreeing with `clean_str`. Words seen fewer than `min_frequency`
+        times are dropped; then the `max_size` most frequent remain (not counting `[PAD]` and
+        `[UNK]`), ties broken alphabetically. Ids: `[PAD]` 0, `[UNK]` 1, then by that order.
+        """
+        if min_frequency < 1:
+            raise TextCNNError(f"min_frequency: expected an integer >= 1, got {min_frequency}")
+        if max_size is not None and max_size < 0:
+            raise TextCNNError(f"max_size: expected an integer >= 0 or None, got {max_size}")
+        tok = cls._word_level_tokenizer({PAD_TOKEN: 0, UNK_TOKEN: 1}, lowercase)
+        counts: Counter[str] = Counter()
+        for text in materialize(texts):
+            counts.update(word for word, _ in _split(tok, text))
+        ranked = sorted(
+            (word for word, n in counts.items() if n >= min_frequency),
+            key=lambda word: (-counts[word], word),
+        )
+        if max_size is not None:
+            ranked = ranked[:max_size]
+        vocab = {PAD_TOKEN: 0, UNK_TOKEN: 1}
+        vocab.update({word: i for i, word in enumerate(ranked, start=2)})
+        tok.model = WordLevel(vocab, unk_token=UNK_TOKEN)
+        return cls(tok)
+
+    @staticmethod
+    def _word_level_tokenizer(vocab: dict[str, int], lowercase: bool) -> Tokenizer:
+        tok = Tokenizer(WordLevel(vocab, unk_token=UNK_TOKEN))
+        tok.normalizer = _kim_normalizer(lowercase)
+        tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        return tok
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> WordTokenizer:
+        """Load a `tokenizer.json` (ours from `save`, or any Hugging Face one)."""
+        path = Path(path)
+        if not path.is_file():
+            raise TextCNNError(f"{path}: expected a tokenizer.json file, got no such file")
+        try:
+            tok = Tokenizer.from_file(str(path))
+        except Exception as err:  # the Rust side raises plain Exception on bad JSON
+            raise TextCNNError(
+                f"{path}: expected a Hugging Face tokenizer.json, got an unreadable file ({err})"
+            ) from err
+        return cls(tok, source=str(path))
+
+    @classmethod
+    def from_pretrained_dir(cls, directory: str | os.PathLike) -> WordTokenizer:
+        """Wrap the `tokenizer.json` of a local Hugging Face checkpoint directory.
+
+        No [CLS]/[SEP] are added and the checkpoint's truncation and padding are switched off;
+        pad and unk ids are the checkpoint's own.
+        """
+        directory = Path(directory)
+        if not (directory / "tokenizer.json").is_file():
+            raise TextCNNError(
+                f"{directory}: expected a checkpoint directory with tokenizer.json, got none there"
+            )
+        return cls.from_file(directory / "tokenizer.json")
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write `tokenizer.json` atomically."""
+        return atomic_write(path, lambda tmp: self._tok.save(str(tmp)))
+
+    # -- use ----------------------------------------------------------------------------------
+
+    def encode_batch(self, texts: Iterable[str]) -> list[list[int]]:
+        """Token ids of each text (batch-encoded in Rust), without special tokens or padding."""
+        return [enc.ids for enc in self._tok.encode_batch(materialize(texts), add_special_tokens=False)]
+
+    def tokens(self, text: str) -> list[str]:
+        """The token strings of `text` before the vocabulary lookup maps unknown ones to unk.
+
+        For a word-level model these are the words (equal to `clean_str(text).split()` for a
+        tokenizer from `train`); for a subword model they are its pieces.
+        """
+        if isinstance(self._tok.model, WordLevel):
+            return [word for word, _ in _split(self._tok, text)]
+        return self._tok.encode(text, add_special_tokens=False).tokens
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids, added tokens included."""
+        return self._tok.get_vocab_size(with_added_tokens=True)
+
+    @property
+    def pad_id(self) -> int:
+        """Id of the padding token (0 for a tokenizer from `train`)."""
+        return self._pad_id
+
+    @property
+    def unk_id(self) -> int | None:
+        """Id of the unknown token (1 for `train`); None for models that have none (byte BPE)."""
+        return self._unk_id
+
+    def id_to_token(self, token_id: int) -> str:
+        """The token string of `token_id`."""
+        token = self._tok.id_to_token(token_id)
+        if token is None:
+            raise TextCNNError(f"token id: expected 0..{self.vocab_size - 1}, got {token_id}")
+        return token
+
+    def vocab(self) -> list[str]:
+        """All tokens, ordered by id."""
+        by_id = sorted(self._tok.get_vocab(with_added_tokens=True).items(), key=lambda kv: kv[1])
+        return [token for token, _ in by_id]
+
+    @property
+    def backend(self) -> Tokenizer:
+        """The wrapped `tokenizers.Tokenizer`."""
+        return self._tok
+
+
+def materialize(items: Iterable[T]) -> list[T]:
+    """`items` as a list; a `datasets` Column is sliced (one Arrow read), not iterated row by row."""
+    if hasattr(items, "__getitem__") and not isinstance(items, str):
+        try:
+            return list(items[:])
+        except (TypeError, KeyError):
+            pass
+    return list(items)
+
+
+def _split(tok: Tokenizer, text: str) -> list[tuple[str, tuple[int, int]]]:
+    normalized = tok.normalizer.normalize_str(text) if tok.normalizer else text
+    if tok.pre_tokenizer is None:
+        return [(normalized, (0, len(normalized)))] if normalized else []
+    return tok.pre_tokenizer.pre_tokenize_str(normalized)
