@@ -41,6 +41,12 @@ def bucket_batches(lengths: Sequence[int], batch_size: int, *, generator: torch.
     return [batches[i] for i in perm]
 
 
+def random_batches(n: int, batch_size: int, *, generator: torch.Generator) -> list[np.ndarray]:
+    """Plain shuffled mini-batches of indices (no grouping by length)."""
+    order = torch.randperm(n, generator=generator).numpy()
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
 def sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[np.ndarray]:
     """Batches of indices in length order, for inference (results are put back in input order)."""
     order = np.argsort(np.asarray(lengths), kind="stable")

@@ -163,5 +163,39 @@ def batch(recipes: tuple[str, ...], out: str, jobs: int, folds: int | None, only
     click.echo(Path(out, "table.md").read_text(encoding="utf-8"))
 
 
+@main.group(context_settings=CONTEXT)
+def data() -> None:
+    """Benchmark data: download or copy it, checking every file's SHA-256.
+
+    \b
+    Example:
+      textcnn data fetch kim2014 --dest data/kim2014
+    """
+
+
+@data.command("fetch", context_settings=CONTEXT)
+@click.argument("name", type=click.Choice(["kim2014", "sst"]))
+@click.option("--dest", type=click.Path(file_okay=False),
+              help="Where the files go [data/kim2014 or data/sst].")
+@click.option("--from", "source", metavar="DIR_OR_URL",
+              help="A local mirror (folder or zip) or a base URL instead of the public address.")
+@user_errors
+def fetch_command(name: str, dest: str | None, source: str | None) -> None:
+    """Fetch the NAME files (kim2014: Kim's 12 files; sst: the SST trees) and verify them.
+
+    Files already present with the right checksum are kept.
+
+    \b
+    Example:
+      textcnn data fetch kim2014 --dest data/kim2014 --from ../shared/data/kim2014
+      textcnn data fetch sst --dest data/sst
+    """
+    from textcnn.fetch import fetch
+
+    report = fetch(name, dest=dest or Path("data") / name, source=source)
+    click.echo(f"{name}: {len(report.fetched)} fetched, {len(report.skipped)} already in place, "
+               f"in {report.dest}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

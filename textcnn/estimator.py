@@ -23,10 +23,11 @@ from safetensors.torch import load_file, save_file
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from textcnn.batching import bucket_batches, pad_batch, sorted_batches
+from textcnn.batching import bucket_batches, pad_batch, random_batches, sorted_batches
 from textcnn.core.engine import FitResult, TrainConfig, Trainer, resolve_device
 from textcnn.data import LabelMap, holdout_split
 from textcnn.errors import TextCNNError
+from textcnn.fast_inference import ProjectedKimCNN
 from textcnn.io import atomic_write, atomic_write_json, atomic_write_text
 from textcnn.metrics import selection_metrics
 from textcnn.model import KimCNN, KimCNNConfig
@@ -41,6 +42,7 @@ from textcnn.vectors import (
 
 ARTIFACT_FORMAT = 1
 INFERENCE_BATCH = 1000
+MAX_TABLE_BYTES = 1 << 30  # larger vocabularies predict with the convolutions instead
 
 
 class TextCNNClassifier(ClassifierMixin, BaseEstimator):
@@ -65,6 +67,9 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         multi_label, threshold: sigmoid outputs with binary cross-entropy; a label is predicted
             when its probability reaches `threshold`. `y` is then a list of label lists.
         word2vec_epochs: epochs of in-domain word2vec training (vectors="word2vec").
+        fast: train with length bucketing and sparse (lazy) Adadelta updates of the embeddings,
+            and predict from precomputed word projections (textcnn/fast_inference.py). The same
+            model either way; fast=False trains and predicts the plain way, for reference.
         seed, device, threads, verbose: seeding, "auto"/"cpu"/"cuda", CPU threads, progress bars.
         out_dir: where the engine logs metrics and checkpoints (resumable); None keeps it in memory.
     """
@@ -93,6 +98,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         multi_label: bool = False,
         threshold: float = 0.5,
         word2vec_epochs: int = 5,
+        fast: bool = True,
         seed: int = 0,
         device: str = "auto",
         threads: int | None = None,
@@ -120,6 +126,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         self.multi_label = multi_label
         self.threshold = threshold
         self.word2vec_epochs = word2vec_epochs
+        self.fast = fast
         self.seed = seed
         self.device = device
         self.threads = threads
@@ -163,9 +170,10 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
             variant=self.variant, widths=list(self.widths), maps=self.maps, dropout=self.dropout,
             max_norm=self.max_norm, pad_id=self.tokenizer_.pad_id,
             # only a mini-batch's words get gradients: LazyAdadelta updates those rows alone
-            sparse=self.optimizer == "adadelta")
+            sparse=self.fast and self.optimizer == "adadelta")
         torch.manual_seed(self.seed)
         self.model_ = KimCNN(self.model_config_, vectors=vectors)
+        self.projected_ = None
         self.fit_result_ = self._train(train_texts, train_targets, dev_texts, dev_targets)
         self.model_.cpu().eval()
         return self
@@ -225,7 +233,9 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         pad_id = self.tokenizer_.pad_id
 
         def batches(epoch: int, generator: torch.Generator):
-            for idx in bucket_batches(lengths, self.batch_size, generator=generator):
+            order = (bucket_batches(lengths, self.batch_size, generator=generator) if self.fast
+                     else random_batches(len(ids), self.batch_size, generator=generator))
+            for idx in order:
                 yield pad_batch([ids[i] for i in idx], pad_id=pad_id), train_targets[idx]
 
         def loss_fn(model: KimCNN, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -250,7 +260,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         return trainer.fit()
 
     # -- prediction ----------------------------------------------------------------------------
-    def _scores(self, model: KimCNN, ids: list[list[int]], device: torch.device) -> np.ndarray:
+    def _scores(self, model: KimCNN | ProjectedKimCNN, ids: list[list[int]], device: torch.device) -> np.ndarray:
         """Probabilities [N, classes] in input order (softmax, or sigmoid for multi-label)."""
         out = np.zeros((len(ids), model.config.num_classes), dtype=np.float32)
         was_training = model.training
@@ -267,16 +277,24 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
     def _decide(self, scores: np.ndarray) -> np.ndarray:
         return (scores >= self.threshold).astype(np.int64) if self.multi_label else scores.argmax(axis=1)
 
+    def _inference_model(self, device: torch.device) -> torch.nn.Module:
+        """The fitted model, as projection tables when `fast` (built once, on first use)."""
+        if not self.fast or ProjectedKimCNN.table_bytes(self.model_) > MAX_TABLE_BYTES:
+            return self.model_.to(device)
+        if getattr(self, "projected_", None) is None:
+            self.projected_ = ProjectedKimCNN(self.model_.cpu().eval())
+        return self.projected_.to(device)
+
     def predict_proba(self, X: Iterable[str]) -> np.ndarray:
         """Class probabilities [n_texts, n_classes], columns in the order of `classes_`."""
         check_is_fitted(self, "model_")
         ids = self.tokenizer_.encode_batch(_as_texts(X, "X"))
         device = resolve_device(self.device)
-        self.model_.to(device)
+        model = self._inference_model(device)
         try:
-            return self._scores(self.model_, ids, device)
+            return self._scores(model, ids, device)
         finally:
-            self.model_.cpu()
+            model.cpu()
 
     def predict(self, X: Iterable[str]) -> np.ndarray:
         """Labels (or, for multi-label, a 0/1 indicator matrix over `classes_`)."""
@@ -338,6 +356,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         clf.model_ = KimCNN(cfg, vectors=torch.zeros(cfg.vocab_size, cfg.embedding_dim))
         clf.model_.load_state_dict(load_file(str(path / "model.safetensors")))
         clf.model_.eval()
+        clf.projected_ = None
         clf.tokenizer_ = WordTokenizer.from_file(path / "tokenizer.json")
         clf.label_map_ = LabelMap.from_json((path / "labels.json").read_text())
         clf.classes_ = np.asarray(clf.label_map_.classes, dtype=object if any(

@@ -64,6 +64,7 @@ class ModelSection:
     label_smoothing: float = 0.0  # cross-entropy label smoothing
     multi_label: bool = False  # sigmoid outputs with binary cross-entropy
     threshold: float = 0.5  # multi-label decision threshold
+    fast: bool = True  # bucketing, sparse updates, projection tables; false: the plain reference path
 
 
 @dataclass
@@ -89,7 +90,7 @@ class TextRecipe:
             optimizer=t.optimizer, lr=t.lr, dev_fraction=m.dev_fraction, patience=t.patience,
             class_weight=m.class_weight, label_smoothing=m.label_smoothing,
             multi_label=m.multi_label, threshold=m.threshold,
-            word2vec_epochs=self.embeddings.word2vec_epochs, seed=t.seed, device=t.device,
+            word2vec_epochs=self.embeddings.word2vec_epochs, fast=m.fast, seed=t.seed, device=t.device,
             threads=t.threads, verbose=t.progress)
 
 

@@ -78,8 +78,10 @@ def test_evaluate_text_json_and_plot(trained, tmp_path):
 def bad(tmp_path, *args):
     result = CliRunner().invoke(main, [str(a) for a in args])
     assert result.exit_code == 2, result.output
-    message = result.output.strip()
-    assert message.startswith("Error: ") and "\n" not in message and "Traceback" not in message
+    assert "Traceback" not in result.output
+    # progress bars (on stderr, mixed in here) may come first; the error is the last line
+    message = result.output.replace("\r", "\n").strip().splitlines()[-1]
+    assert message.startswith("Error: ")
     return message
 
 
@@ -104,3 +106,14 @@ def test_real_process_prints_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "model.variant: expected one of" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_data_fetch_from_a_local_mirror_and_offline_error(tmp_path, shared_data):
+    dest = tmp_path / "kim"
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "TREC.test.all").write_bytes((shared_data / "kim2014" / "TREC.test.all").read_bytes())
+    message = bad(tmp_path, "data", "fetch", "kim2014", "--dest", dest, "--from", mirror)
+    assert "TREC.train.all" in message and "custrev.all" in message
+    assert (dest / "TREC.test.all").is_file()  # what was fetched is kept
+    assert "Example" in run("data", "fetch", "--help").output

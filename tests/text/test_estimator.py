@@ -199,3 +199,20 @@ def test_fit_is_idempotent_and_leaves_params_alone(sample):
     assert est.get_params() == params
     second = est.fit(X, y).predict_proba(Xt)
     np.testing.assert_array_equal(first, second)
+
+
+def test_fast_and_plain_paths_predict_the_same_for_one_model(fitted, sample):
+    _, _, Xt, _ = sample
+    fast = fitted.predict_proba(Xt)
+    assert fitted.projected_ is not None  # the table path was used
+    plain = clone(fitted).set_params(fast=False)
+    plain.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
+    plain.projected_ = None
+    np.testing.assert_allclose(plain.predict_proba(Xt), fast, rtol=1e-5, atol=1e-6)
+
+
+def test_plain_training_path_runs(sample):
+    X, y, Xt, _ = sample
+    clf = TextCNNClassifier(**{**SMALL, "epochs": 2}, fast=False).fit(X, y)
+    assert not clf.model_.embeddings[0].sparse
+    assert clf.predict_proba(Xt).shape == (len(Xt), 2)

@@ -1,0 +1,246 @@
+"""Speed of TextCNN training and inference: the project's path against a plain port.
+
+Workload: Kim's CNN-rand (300-d embeddings, widths 3/4/5 x 100 maps, batch 50, Adadelta) on MR,
+fold 0 of the seeded stratified 10-fold split. The reference is a straightforward port written
+here, as public TextCNN ports do it: Python `clean_str` and a dict vocabulary, every sentence
+padded to the corpus maximum (plus h-1 on each side), one `Conv2d(1, maps, (h, dim))` per width,
+dense `torch.optim.Adadelta`. Both run in child processes with the same thread settings, so each
+peak RSS is its own.
+
+    python scripts/bench_text.py                       # CPU, writes docs/results/bench_text.{json,md}
+    python scripts/bench_text.py --device cuda --out docs/results/bench_text_cuda
+
+Reported per path: training sentences/s, batch inference sentences/s at batch 1000, single-
+sentence latency p50/p99 (raw text in, probabilities out), peak RSS, and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_fold(data_dir: Path):
+    from textcnn.data import kfold_splits, read_kim_file
+
+    ds = read_kim_file(data_dir / "rt-polarity.all")
+    texts, labels = list(ds["text"]), list(ds["label"])
+    train_idx, test_idx = kfold_splits(labels, n_folds=10, seed=0)[0]
+    pick = lambda idx: ([texts[i] for i in idx], [labels[i] for i in idx])  # noqa: E731
+    return pick(train_idx), pick(test_idx)
+
+
+# -- the reference: a plain port ---------------------------------------------------------------
+def plain_clean_str(text: str) -> list[str]:
+    text = re.sub(r"[^A-Za-z0-9(),!?\'\`]", " ", text)
+    for pattern, repl in ((r"\'s", " 's"), (r"\'ve", " 've"), (r"n\'t", " n't"), (r"\'re", " 're"),
+                          (r"\'d", " 'd"), (r"\'ll", " 'll"), (",", " , "), ("!", " ! "),
+                          (r"\(", " ( "), (r"\)", " ) "), (r"\?", " ? "), (r"\s{2,}", " ")):
+        text = re.sub(pattern, repl, text)
+    return text.strip().lower().split()
+
+
+def run_plain(args, train, test) -> dict:
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class PlainKimCNN(nn.Module):
+        def __init__(self, vocab: int, dim: int = 300, maps: int = 100, widths=(3, 4, 5), classes=2):
+            super().__init__()
+            self.emb = nn.Embedding(vocab, dim, padding_idx=0)
+            self.convs = nn.ModuleList(nn.Conv2d(1, maps, (h, dim)) for h in widths)
+            self.dropout = nn.Dropout(0.5)
+            self.fc = nn.Linear(maps * len(widths), classes)
+
+        def forward(self, x):
+            e = self.emb(x).unsqueeze(1)
+            hs = [F.relu(conv(e)).squeeze(3) for conv in self.convs]
+            hs = [F.max_pool1d(h, h.size(2)).squeeze(2) for h in hs]
+            return self.fc(self.dropout(torch.cat(hs, 1)))
+
+    device = torch.device(args.device)
+    vocab = {"<pad>": 0}
+    for text in train[0]:
+        for w in plain_clean_str(text):
+            vocab.setdefault(w, len(vocab))
+    pad = 4
+    max_len = max(len(plain_clean_str(t)) for t in train[0]) + 2 * pad
+
+    def encode(texts):
+        rows = []
+        for t in texts:
+            ids = [vocab.get(w, 0) for w in plain_clean_str(t)][: max_len - 2 * pad]
+            rows.append([0] * pad + ids + [0] * (max_len - pad - len(ids)))
+        return torch.tensor(rows)
+
+    torch.manual_seed(0)
+    model = PlainKimCNN(len(vocab)).to(device)
+    opt = torch.optim.Adadelta(model.parameters(), lr=1.0, rho=0.95, eps=1e-6)
+    y = torch.tensor(train[1])
+
+    def train_epoch(limit=None):
+        x = encode(train[0])
+        order = torch.randperm(len(x))
+        steps = 0
+        for i in range(0, len(x), 50):
+            idx = order[i:i + 50]
+            loss = F.cross_entropy(model(x[idx].to(device)), y[idx].to(device))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                w = model.fc.weight
+                norms = w.norm(dim=1, keepdim=True)
+                w.mul_(torch.clamp(3.0 / norms, max=1.0))
+            steps += 1
+            if limit and steps >= limit:
+                break
+        return min(len(x), steps * 50)
+
+    def predict(texts):
+        model.eval()
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), 1000):
+                out.append(torch.softmax(model(encode(texts[i:i + 1000]).to(device)), -1).cpu())
+        model.train()
+        return torch.cat(out)
+
+    return measure(train_epoch, predict, train, test, device)
+
+
+# -- the project's path ------------------------------------------------------------------------
+def run_fast(args, train, test) -> dict:
+    import torch
+
+    from textcnn import TextCNNClassifier
+
+    device = torch.device(args.device)
+    clf = TextCNNClassifier(epochs=1, dev_fraction=0, seed=0, device=args.device, verbose=False,
+                            threads=args.threads)
+    state = {}
+
+    def train_epoch(limit=None):
+        texts, labels = (train[0][: limit * 50], train[1][: limit * 50]) if limit else train
+        start = time.perf_counter()
+        clf.fit(texts, labels)
+        state["fit_overhead"] = time.perf_counter() - start - clf.fit_result_.seconds
+        return len(texts)
+
+    def predict(texts):
+        return torch.as_tensor(clf.predict_proba(texts))
+
+    return measure(train_epoch, predict, train, test, device, fit_overhead=state)
+
+
+def measure(train_epoch, predict, train, test, device, fit_overhead=None) -> dict:
+    import torch
+
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    train_epoch(limit=3)  # warm-up
+    sync()
+    start = time.perf_counter()
+    n = train_epoch()
+    sync()
+    train_seconds = time.perf_counter() - start
+    texts = test[0]
+    predict(texts[:100])
+    start = time.perf_counter()
+    probs = predict(texts)
+    sync()
+    infer_seconds = time.perf_counter() - start
+    accuracy = float((probs.argmax(1) == torch.tensor(test[1])).float().mean())
+    latencies = []
+    for t in texts[:300]:
+        s = time.perf_counter()
+        predict([t])
+        sync()
+        latencies.append((time.perf_counter() - s) * 1000)
+    latencies.sort()
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = {"train_sentences_per_s": n / train_seconds, "train_seconds_one_epoch": train_seconds,
+              "infer_sentences_per_s": len(texts) / infer_seconds,
+              "latency_ms_p50": statistics.median(latencies),
+              "latency_ms_p99": latencies[int(0.99 * (len(latencies) - 1))],
+              "peak_rss_mb": peak_kb / 1024, "accuracy_after_one_epoch": accuracy}
+    if device.type == "cuda":
+        result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    if fit_overhead:
+        result["fit_overhead_seconds"] = fit_overhead.get("fit_overhead")
+    return result
+
+
+def child(args) -> None:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    train, test = load_fold(Path(args.data_dir))
+    result = (run_plain if args.child == "plain" else run_fast)(args, train, test)
+    print("RESULT " + json.dumps(result))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=os.environ.get("TEXTCNN_DATA_DIR", str(REPO.parent / "shared/data/kim2014")))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default=str(REPO / "docs/results/bench_text"))
+    parser.add_argument("--child", choices=["plain", "fast"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args)
+    results = {}
+    for path in ("plain", "fast"):
+        cmd = [sys.executable, __file__, "--child", path, "--data-dir", args.data_dir,
+               "--threads", str(args.threads), "--device", args.device]
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+        if line is None:
+            sys.exit(f"{path} failed:\n{proc.stderr[-3000:]}")
+        results[path] = json.loads(line[7:])
+        print(path, json.dumps(results[path], indent=1), flush=True)
+    p, f = results["plain"], results["fast"]
+    ratios = {"train": f["train_sentences_per_s"] / p["train_sentences_per_s"],
+              "infer": f["infer_sentences_per_s"] / p["infer_sentences_per_s"],
+              "latency_p50": p["latency_ms_p50"] / f["latency_ms_p50"]}
+    import torch
+
+    report = {"workload": "MR fold 0, CNN-rand (300-d, 3/4/5 x 100, batch 50, Adadelta)",
+              "device": args.device, "threads": args.threads, "torch": torch.__version__,
+              "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+              "plain": p, "fast": f, "ratios": ratios,
+              "command": "python scripts/bench_text.py " + " ".join(sys.argv[1:])}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    rows = [("training sentences/s", "train_sentences_per_s", "{:.0f}", ratios["train"]),
+            ("inference sentences/s (batch 1000)", "infer_sentences_per_s", "{:.0f}", ratios["infer"]),
+            ("single-sentence latency p50 (ms)", "latency_ms_p50", "{:.3f}", ratios["latency_p50"]),
+            ("single-sentence latency p99 (ms)", "latency_ms_p99", "{:.3f}", None),
+            ("peak RSS (MB)", "peak_rss_mb", "{:.0f}", None)]
+    md = [f"Device: {args.device}, {args.threads} thread(s), torch {torch.__version__}. "
+          f"Workload: {report['workload']}.", "",
+          "| measure | plain port | textcnn | ratio |", "|---|---|---|---|"]
+    for label, key, fmt, ratio in rows:
+        md.append(f"| {label} | {fmt.format(p[key])} | {fmt.format(f[key])} | "
+                  f"{'' if ratio is None else f'{ratio:.1f}x'} |")
+    md.append(f"\nCommand: `{report['command']}`")
+    out.with_suffix(".md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
