@@ -68,7 +68,7 @@ def recipe_files(paths: Sequence[str | Path]) -> list[Path]:
 
 
 def plan_runs(paths: Sequence[str | Path], *, overrides: Sequence[str] = (), folds: int | None = None,
-              only: str | None = None) -> list[RunSpec]:
+              only: Sequence[str] = ()) -> list[RunSpec]:
     """Expand every recipe into its runs; CV benchmarks into one run per fold (the first `folds`)."""
     runs: list[RunSpec] = []
     for path in recipe_files(paths):
@@ -92,8 +92,8 @@ def plan_runs(paths: Sequence[str | Path], *, overrides: Sequence[str] = (), fol
         if run.name in seen:
             raise TextCNNError(f"batch: two runs are both named '{run.name}'; give the recipes distinct names")
         seen.add(run.name)
-    if only:
-        runs = [r for r in runs if fnmatch.fnmatch(r.name, only) or fnmatch.fnmatch(r.name, f"*{only}*")]
+    if only:  # a run is kept when its name matches any of the globs
+        runs = [r for r in runs if any(fnmatch.fnmatch(r.name, glob) for glob in only)]
     return runs
 
 
@@ -150,7 +150,7 @@ def model_label(recipe) -> str:
 
 
 def run_batch(paths: Sequence[str | Path], out_dir: str | Path, *, jobs: int = 1,
-              folds: int | None = None, only: str | None = None, overrides: Sequence[str] = (),
+              folds: int | None = None, only: Sequence[str] = (), overrides: Sequence[str] = (),
               progress: bool = True, echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Run every pending run of the recipes into `out_dir`; write the tables; return all rows."""
     out = Path(out_dir)

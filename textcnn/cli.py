@@ -143,11 +143,12 @@ def predict(model: str, texts: tuple[str, ...], input_file, top_k: int, out_form
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Parallel worker processes.")
 @click.option("--folds", type=click.IntRange(min=1), help="Run only the first N folds of CV datasets.")
-@click.option("--only", metavar="GLOB", help="Run only runs whose name matches GLOB.")
+@click.option("--only", metavar="GLOB", multiple=True,
+              help="Run only runs whose name matches GLOB, e.g. 'mr/rand/*' (repeatable: any match).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a key in every recipe (repeatable).")
 @user_errors
-def batch(recipes: tuple[str, ...], out: str, jobs: int, folds: int | None, only: str | None,
+def batch(recipes: tuple[str, ...], out: str, jobs: int, folds: int | None, only: tuple[str, ...],
           overrides: tuple[str, ...]) -> None:
     """Run every run of RECIPES (files or directories) and tabulate the results.
 

@@ -97,7 +97,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         label_smoothing: float = 0.0,
         multi_label: bool = False,
         threshold: float = 0.5,
-        word2vec_epochs: int = 5,
+        word2vec_epochs: int = 25,
         fast: bool = True,
         seed: int = 0,
         device: str = "auto",
@@ -165,12 +165,14 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         torch.manual_seed(self.seed)
         self.tokenizer_, vectors = self._tokenizer_and_vectors(train_texts)
         dim = vectors.shape[1] if vectors is not None else self.embedding_dim
+        # On CPU only a mini-batch's words get gradients and LazyAdadelta updates those rows alone;
+        # on CUDA the dense update is cheaper than the extra kernel launches.
+        sparse = self.fast and self.optimizer == "adadelta" and resolve_device(self.device).type == "cpu"
         self.model_config_ = KimCNNConfig(
             vocab_size=self.tokenizer_.vocab_size, num_classes=len(self.classes_), embedding_dim=dim,
             variant=self.variant, widths=list(self.widths), maps=self.maps, dropout=self.dropout,
             max_norm=self.max_norm, pad_id=self.tokenizer_.pad_id,
-            # only a mini-batch's words get gradients: LazyAdadelta updates those rows alone
-            sparse=self.fast and self.optimizer == "adadelta")
+            sparse=sparse)
         torch.manual_seed(self.seed)
         self.model_ = KimCNN(self.model_config_, vectors=vectors)
         self.projected_ = None
@@ -250,7 +252,8 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
             scores = self._scores(model, dev_ids, device)
             return selection_metrics(dev_targets.numpy(), self._decide(scores))
 
-        config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer,
+        optimizer = "lazy_adadelta" if self.model_config_.sparse else self.optimizer
+        config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer=optimizer,
                              lr=self.lr, patience=self.patience, seed=self.seed, device=self.device,
                              progress=self.verbose, threads=self.threads)
         trainer = Trainer(self.model_, config=config, loss_fn=loss_fn, batches=batches,
@@ -282,7 +285,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         if not self.fast or ProjectedKimCNN.table_bytes(self.model_) > MAX_TABLE_BYTES:
             return self.model_.to(device)
         if getattr(self, "projected_", None) is None:
-            self.projected_ = ProjectedKimCNN(self.model_.cpu().eval())
+            self.projected_ = ProjectedKimCNN(self.model_.eval())
         return self.projected_.to(device)
 
     def predict_proba(self, X: Iterable[str]) -> np.ndarray:
@@ -290,11 +293,8 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         ids = self.tokenizer_.encode_batch(_as_texts(X, "X"))
         device = resolve_device(self.device)
-        model = self._inference_model(device)
-        try:
-            return self._scores(model, ids, device)
-        finally:
-            model.cpu()
+        # the model stays on `device`, so that repeated calls do not copy it back and forth
+        return self._scores(self._inference_model(device), ids, device)
 
     def predict(self, X: Iterable[str]) -> np.ndarray:
         """Labels (or, for multi-label, a 0/1 indicator matrix over `classes_`)."""

@@ -45,7 +45,7 @@ class EmbeddingsSection:
     """Pretrained vectors for the static, non-static and multichannel variants."""
 
     path: str | None = None  # vectors file, HF checkpoint dir, 'minilm' or 'word2vec' (in-domain)
-    word2vec_epochs: int = 5  # epochs of in-domain word2vec training
+    word2vec_epochs: int = 25  # epochs of in-domain word2vec training
 
 
 @dataclass

@@ -257,7 +257,7 @@ def train_word2vec(
     *,
     dim: int = 300,
     seed: int,
-    epochs: int = 5,
+    epochs: int = 25,
     min_count: int = 1,
     window: int = 5,
     workers: int = 1,
@@ -266,6 +266,11 @@ def train_word2vec(
 
     With `workers=1` the result depends only on the texts and the seed (gensim seeds its
     initial vectors and sampling from `seed`).
+
+    A corpus of ten thousand sentences is tiny for word2vec: after gensim's default 5 epochs the
+    vectors share one dominant direction (mean cosine similarity about 0.8 on MR), which leaves a
+    frozen (static) channel almost no signal. Hence 25 epochs by default, and the mean vector is
+    subtracted afterwards ("all-but-the-top", Mu & Viswanath 2018, its centering step).
     """
     from gensim.models import Word2Vec
 
@@ -282,4 +287,6 @@ def train_word2vec(
         seed=seed,
         epochs=epochs,
     )
-    return model.wv
+    vectors = model.wv
+    vectors.vectors = vectors.vectors - vectors.vectors.mean(axis=0, keepdims=True)
+    return vectors

@@ -15,8 +15,9 @@ EXPECTED = {
     "momentum": (torch.optim.SGD, {"lr": 0.01, "momentum": 0.9, "nesterov": False}),
     "nesterov": (torch.optim.SGD, {"lr": 0.01, "momentum": 0.9, "nesterov": True}),
     "adagrad": (torch.optim.Adagrad, {"lr": 0.01}),
-    # torch's Adadelta on dense gradients (tests/core/test_lazy_adadelta.py), sparse-capable
-    "adadelta": (LazyAdadelta, {"lr": 1.0, "rho": 0.95, "eps": 1e-6}),
+    "adadelta": (torch.optim.Adadelta, {"lr": 1.0, "rho": 0.95, "eps": 1e-6}),
+    # the same rule, sparse-capable (tests/core/test_lazy_adadelta.py)
+    "lazy_adadelta": (LazyAdadelta, {"lr": 1.0, "rho": 0.95, "eps": 1e-6}),
     "rmsprop": (torch.optim.RMSprop, {"lr": 1e-3, "alpha": 0.9}),
     "adam": (torch.optim.Adam, {"lr": 1e-3}),
 }

@@ -225,7 +225,7 @@ class Trainer:
         cfg = self.config
         self.model.train()
         generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        total, count = 0.0, 0
+        total, count = torch.zeros((), device=self.device), 0
         bar = tqdm(self.batches(epoch, generator), total=self.steps_per_epoch,
                    desc=f"epoch {epoch}/{cfg.epochs}", disable=not cfg.progress, leave=False,
                    unit="batch")
@@ -237,18 +237,19 @@ class Trainer:
                 loss = loss + cfg.l1 * l1_penalty(self.penalized)
             if cfg.l2:
                 loss = loss + cfg.l2 * l2_penalty(self.penalized)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"epoch {epoch}: the training loss became {loss.item()}")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             if self.after_step is not None:
                 self.after_step(self.model)
-            total += float(loss.detach())
+            total += loss.detach()  # summed on the device: no host sync per step
             count += 1
-            if count % 20 == 0:
-                bar.set_postfix(loss=f"{total / count:.4f}")
-        return total / count if count else math.nan
+            if cfg.progress and count % 20 == 0:
+                bar.set_postfix(loss=f"{float(total) / count:.4f}")
+        mean = float(total) / count if count else math.nan
+        if count and not math.isfinite(mean):
+            raise FloatingPointError(f"epoch {epoch}: the training loss became {mean}")
+        return mean
 
     def _rewrite_log(self, history: list[dict[str, Any]]) -> None:
         """Make metrics.jsonl agree with the checkpoint (epochs after it were never saved)."""

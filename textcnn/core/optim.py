@@ -7,8 +7,8 @@ tracks the same weights as the lecture's `v = mu*v - lr*g; w += v`):
 - momentum:  v = mu * v + g;        w -= lr * v
 - nesterov:  v = mu * v + g;        w -= lr * (g + mu * v)
 - adagrad:   G += g^2;              w -= lr * g / (sqrt(G) + eps)
-- adadelta:  Zeiler (2012), lr 1.0, rho 0.95, eps 1e-6 as in Kim (2014); `LazyAdadelta`, which is
-             torch's Adadelta on dense gradients and also takes sparse embedding gradients
+- adadelta:  Zeiler (2012), lr 1.0, rho 0.95, eps 1e-6 as in Kim (2014)
+- lazy_adadelta: the same optimizer, also taking sparse embedding gradients (`LazyAdadelta`)
 - rmsprop:   E = alpha * E + (1 - alpha) * g^2;  w -= lr * g / (sqrt(E) + eps)
 - adam:      Kingma & Ba (2015)
 """
@@ -45,7 +45,8 @@ OPTIMIZER_DEFAULTS: Mapping[str, OptimizerSpec] = MappingProxyType(
         "momentum": _spec(torch.optim.SGD, lr=0.01, momentum=0.9),
         "nesterov": _spec(torch.optim.SGD, lr=0.01, momentum=0.9, nesterov=True),
         "adagrad": _spec(torch.optim.Adagrad, lr=0.01),
-        "adadelta": _spec(LazyAdadelta, lr=1.0, rho=0.95, eps=1e-6),
+        "adadelta": _spec(torch.optim.Adadelta, lr=1.0, rho=0.95, eps=1e-6),
+        "lazy_adadelta": _spec(LazyAdadelta, lr=1.0, rho=0.95, eps=1e-6),
         "rmsprop": _spec(torch.optim.RMSprop, lr=1e-3, alpha=0.9),
         "adam": _spec(torch.optim.Adam, lr=1e-3),
     }

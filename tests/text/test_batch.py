@@ -1,0 +1,93 @@
+"""Batch evaluation: expansion into runs, results.jsonl, tables, resuming, and the CI smoke batch."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from textcnn.batch import plan_runs, read_results, summarize, write_tables
+from textcnn.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+KIM = REPO / "recipes" / "kim2014"
+TINY = ["--set", "train.epochs=1", "--set", "model.maps=4", "--set", "model.embedding_dim=8",
+        "--set", "model.widths=[2,3]", "--set", "train.progress=false", "--set", "embeddings.word2vec_epochs=1"]
+
+
+def test_kim_recipes_expand_to_the_paper_protocol(monkeypatch):
+    runs = plan_runs([KIM])
+    names = {r.name for r in runs}
+    for dataset in ("mr", "subj", "cr", "mpqa"):
+        assert {f"{dataset}/rand/fold={k}" for k in range(10)} <= names
+    for dataset in ("trec", "sst1", "sst2"):
+        assert f"{dataset}/rand" in names and f"{dataset}/nbsvm" in names
+    assert "sst2-sentences/rand" in names
+    variants = {r.name.split("/")[1] for r in runs if r.name.startswith("mr/")}
+    assert variants == {"rand", "static-word2vec", "non-static-word2vec", "multichannel-word2vec",
+                        "static-minilm", "non-static-minilm", "multichannel-minilm", "tfidf-logreg", "nbsvm"}
+    fold3 = next(r for r in runs if r.name == "mr/static-minilm/fold=3").recipe
+    assert fold3["data"]["fold"] == 3 and fold3["model"]["variant"] == "static"
+    assert fold3["embeddings"]["path"] == "minilm"
+    assert len(plan_runs([KIM], folds=2, only=["mr/*", "trec/*"])) == 9 * 2 + 9
+
+
+def test_tables_have_mean_std_and_paper_figures(tmp_path):
+    rows = [{"run": f"mr/rand/fold={k}", "model": "CNN-rand", "dataset": "mr", "accuracy": a}
+            for k, a in enumerate([0.75, 0.77])]
+    rows += [{"run": "trec/nbsvm", "model": "NBSVM", "dataset": "trec", "accuracy": 0.9}]
+    stats = summarize(rows)
+    assert stats[("CNN-rand", "mr")]["mean"] == pytest.approx(76.0)
+    assert stats[("CNN-rand", "mr")]["std"] == pytest.approx(1.41421356, rel=1e-6)
+    write_tables(rows, tmp_path)
+    md = (tmp_path / "table.md").read_text().splitlines()
+    assert md[0] == "| model | MR | TREC |"
+    assert md[2].startswith("| CNN-rand | 76.0 ± 1.4 (n=2) [paper 76.1] | – |")
+    table = list(csv.DictReader((tmp_path / "table.csv").open()))
+    assert {(r["model"], r["dataset"]) for r in table} == {("CNN-rand", "mr"), ("NBSVM", "trec")}
+
+
+def test_smoke_batch_two_datasets_one_fold_and_resume(tmp_path, shared_data, monkeypatch):
+    """What CI runs: two datasets, --folds 1, a few epochs; checks the files, not the accuracies."""
+    monkeypatch.setenv("TEXTCNN_DATA_DIR", str(shared_data / "kim2014"))
+    out = tmp_path / "batch"
+    args = ["batch", str(KIM / "mr.yaml"), str(KIM / "trec.yaml"), "--out", str(out), "--folds", "1",
+            "--only", "*/rand*", "--only", "*/nbsvm*", "--only", "mr/static-word2vec/*", *TINY]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = read_results(out / "results.jsonl")
+    assert sorted(r["run"] for r in rows) == ["mr/nbsvm/fold=0", "mr/rand/fold=0",
+                                              "mr/static-word2vec/fold=0", "trec/nbsvm", "trec/rand"]
+    required = {"run", "dataset", "model", "fold", "seed", "accuracy", "macro_f1", "epochs_run", "train_seconds"}
+    for row in rows:
+        assert required <= set(row) and 0 <= row["accuracy"] <= 1
+    assert {r["model"] for r in rows} == {"CNN-rand", "NBSVM", "CNN-static (word2vec)"}
+    md = (out / "table.md").read_text().splitlines()
+    assert md[0] == "| model | MR | TREC |" and len(md) == 2 + 3 + 2
+    # resume: a rerun skips every finished run and adds nothing
+    again = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert "5 already done, 0 to run" in again.output
+    assert len(read_results(out / "results.jsonl")) == 5
+
+
+def test_torn_last_line_is_ignored(tmp_path):
+    path = tmp_path / "results.jsonl"
+    path.write_text(json.dumps({"run": "a"}) + "\n" + '{"run": "b", "accu')
+    assert read_results(path) == [{"run": "a"}]
+
+
+def test_failed_runs_keep_the_finished_ones(tmp_path, monkeypatch):
+    """CR's file is absent here: its runs fail with a clear error, the others are kept."""
+    monkeypatch.setenv("TEXTCNN_DATA_DIR", str(tmp_path / "nodata"))
+    out = tmp_path / "batch"
+    recipe = tmp_path / "sample.yaml"
+    recipe.write_text(f"name: sample\ndata:\n  train: {REPO / 'data/sample/train.csv'}\n"
+                      f"  test: {REPO / 'data/sample/test.csv'}\nmodel:\n  arch: nbsvm\n")
+    result = CliRunner().invoke(main, ["batch", str(recipe), str(KIM / "cr.yaml"), "--out", str(out),
+                                       "--folds", "1", "--only", "sample", "--only", "cr/nbsvm/*"])
+    assert result.exit_code == 2
+    assert "custrev.all: benchmark file not found" in result.output.replace("\r", "\n").splitlines()[-1]
+    rows = read_results(out / "results.jsonl")
+    assert [r["run"] for r in rows] == ["sample"] and rows[0]["model"] == "NBSVM"
+    assert (out / "table.md").is_file()
