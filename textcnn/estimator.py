@@ -27,7 +27,7 @@ from textcnn.batching import bucket_batches, pad_batch, random_batches, sorted_b
 from textcnn.core.engine import FitResult, TrainConfig, Trainer, resolve_device
 from textcnn.data import LabelMap, holdout_split
 from textcnn.errors import TextCNNError
-from textcnn.fast_inference import ProjectedKimCNN
+from textcnn.projection import ProjectedKimCNN, projected_logits
 from textcnn.io import atomic_write, atomic_write_json, atomic_write_text
 from textcnn.metrics import selection_metrics
 from textcnn.model import KimCNN, KimCNNConfig
@@ -68,7 +68,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
             when its probability reaches `threshold`. `y` is then a list of label lists.
         word2vec_epochs: epochs of in-domain word2vec training (vectors="word2vec").
         fast: train with length bucketing and sparse (lazy) Adadelta updates of the embeddings,
-            and predict from precomputed word projections (textcnn/fast_inference.py). The same
+            and predict from precomputed word projections (textcnn/projection.py). The same
             model either way; fast=False trains and predicts the plain way, for reference.
         seed, device, threads, verbose: seeding, "auto"/"cpu"/"cuda", CPU threads, progress bars.
         out_dir: where the engine logs metrics and checkpoints (resumable); None keeps it in memory.
@@ -165,8 +165,8 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         torch.manual_seed(self.seed)
         self.tokenizer_, vectors = self._tokenizer_and_vectors(train_texts)
         dim = vectors.shape[1] if vectors is not None else self.embedding_dim
-        # On CPU only a mini-batch's words get gradients and LazyAdadelta updates those rows alone;
-        # on CUDA the dense update is cheaper than the extra kernel launches.
+        # The CPU fast path: only a mini-batch's words get gradients and LazyAdadelta updates those
+        # rows alone; on CUDA the dense update is cheaper than the extra kernel launches.
         sparse = self.fast and self.optimizer == "adadelta" and resolve_device(self.device).type == "cpu"
         self.model_config_ = KimCNNConfig(
             vocab_size=self.tokenizer_.vocab_size, num_classes=len(self.classes_), embedding_dim=dim,
@@ -240,9 +240,13 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
             for idx in order:
                 yield pad_batch([ids[i] for i in idx], pad_id=pad_id), train_targets[idx]
 
+        # The CPU fast path computes the convolutions from the batch's distinct words (same values
+        # and gradients, fewer FLOPs); on CUDA, cuDNN's convolutions are the faster way.
+        forward = projected_logits if self.model_config_.sparse else KimCNN.__call__
+
         def loss_fn(model: KimCNN, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
             x, target = batch
-            logits = model(x).float()
+            logits = forward(model, x).float()
             if self.multi_label:
                 return F.binary_cross_entropy_with_logits(logits, target)
             w = weights.to(logits.device) if weights is not None else None

@@ -1,0 +1,77 @@
+"""The projection paths agree with the plain Kim CNN: features, logits and gradients."""
+
+import pytest
+import torch
+
+from textcnn.model import VARIANTS, KimCNN, KimCNNConfig
+from textcnn.projection import ProjectedKimCNN, projected_features, projected_logits
+
+
+def make(variant, **kw):
+    torch.manual_seed(0)
+    cfg = KimCNNConfig(vocab_size=50, num_classes=4, embedding_dim=12, widths=[1, 3, 5], maps=7,
+                       variant=variant, dropout=0.0, **kw)
+    model = KimCNN(cfg, vectors=None if variant == "rand" else torch.randn(50, 12))
+    with torch.no_grad():  # make the fine-tuned channel differ from the frozen one
+        model.embeddings[-1].weight[1:].add_(0.1 * torch.randn(49, 12))
+    return model
+
+
+def batch(lengths=(0, 1, 2, 4, 9, 13), width=13):
+    gen = torch.Generator().manual_seed(1)
+    ids = torch.zeros(len(lengths), width, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        ids[row, :n] = torch.randint(1, 50, (n,), generator=gen)
+    return ids
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_inference_tables_equal_plain_logits(variant):
+    model = make(variant).eval()
+    fast = ProjectedKimCNN(model)
+    ids = batch()
+    with torch.no_grad():
+        torch.testing.assert_close(fast(ids), model(ids), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(fast.features(ids), model.features(ids), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("lengths", [(0, 1, 2, 4, 9, 13), (6, 6, 6)])  # with and without padding
+def test_training_projection_matches_plain_values_and_gradients(variant, lengths):
+    ids = batch(lengths, width=max(lengths))
+    target = torch.tensor([0, 1, 2, 3, 0, 1][: len(lengths)])
+    grads = []
+    for forward in (lambda m: m(ids), lambda m: projected_logits(m, ids)):
+        model = make(variant)
+        logits = forward(model)
+        torch.nn.functional.cross_entropy(logits, target).backward()
+        grads.append((logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()
+                                        if p.grad is not None}))
+    (plain_logits, plain_grads), (fast_logits, fast_grads) = grads
+    torch.testing.assert_close(fast_logits, plain_logits, rtol=1e-5, atol=1e-5)
+    assert fast_grads.keys() == plain_grads.keys()
+    for name in plain_grads:
+        torch.testing.assert_close(fast_grads[name], plain_grads[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_sparse_embedding_gradients_match_dense():
+    ids = batch()
+    target = torch.tensor([0, 1, 2, 3, 0, 1])
+    dense, sparse = make("rand"), make("rand", sparse=True)
+    torch.nn.functional.cross_entropy(dense(ids), target).backward()
+    torch.nn.functional.cross_entropy(projected_logits(sparse, ids), target).backward()
+    grad = sparse.embeddings[0].weight.grad
+    assert grad.is_sparse
+    torch.testing.assert_close(grad.to_dense(), dense.embeddings[0].weight.grad, rtol=1e-4, atol=1e-5)
+    assert projected_features(sparse, ids).shape == (6, 21)
+
+
+def test_table_size_and_non_relu_refused():
+    cfg = KimCNNConfig(vocab_size=10, num_classes=2, embedding_dim=4, widths=[2, 3], maps=5)
+    model = KimCNN(cfg)
+    fast = ProjectedKimCNN(model)
+    assert ProjectedKimCNN.table_bytes(model) == 4 * sum(b.numel() for n, b in fast.named_buffers()
+                                                         if n.startswith("table"))
+    with pytest.raises(ValueError, match="monotone ReLU"):
+        ProjectedKimCNN(KimCNN(KimCNNConfig(vocab_size=10, num_classes=2, embedding_dim=4,
+                                            act_layer="tanh")))

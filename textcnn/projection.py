@@ -1,0 +1,116 @@
+"""Kim's convolutions computed from word projections: the fast path beside `KimCNN.features`.
+
+A convolution of width h over word vectors is a sum of h per-position products:
+
+    conv_h[t] = b + sum_k  W_h[:, :, k] @ e(word at t - h + 1 + k)
+
+so it only needs each word's projection through each filter tap, `W_h[:, :, k] @ e(v)`.
+Stacked by tap, these form a table with rows k*U + u, and the convolution at every position is a
+sum of h table rows, which `F.embedding_bag(mode="sum")` gathers and adds in one fused step.
+Since ReLU is monotone and the bias is constant over time, max_t relu(x_t + b) equals
+relu(max_t x_t + b), so the bias and ReLU are applied after pooling.
+
+- Training (`projected_features`): the table covers the batch's distinct words only. A batch of
+  50 sentences has about half as many distinct words as positions, so the projection GEMM (and
+  its gradients) costs about half of the convolution's; the table is differentiable.
+- Inference (`ProjectedKimCNN`): the table covers the whole vocabulary, computed once.
+
+`KimCNN.features` (textcnn/model.py) is the plain reference; tests/text/test_projection.py checks
+that both paths give the same features, logits and gradients to float tolerance.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from textcnn.model import KimCNN
+
+
+def tap_tables(vectors: torch.Tensor, model: KimCNN) -> list[torch.Tensor]:
+    """Per width, the [width * U, maps] table of tap projections of `vectors` [U, C*D]."""
+    maps, widths = model.config.maps, list(model.config.widths)
+    # one GEMM for every tap of every width: [C*D, sum(widths) * maps], columns ordered (k, m)
+    weights = torch.cat([block.conv.weight.permute(1, 2, 0).reshape(vectors.shape[1], -1)
+                         for block in model.convs], dim=1)
+    projected = (vectors @ weights).split([w * maps for w in widths], dim=1)
+    return [p.view(-1, w, maps).transpose(0, 1).reshape(-1, maps) for p, w in zip(projected, widths)]
+
+
+def pool_from_tables(tables: list[torch.Tensor], biases: list[torch.Tensor], rows: torch.Tensor,
+                     lengths: torch.Tensor, *, pad_row: int, widths: list[int]) -> torch.Tensor:
+    """Max-over-time features [N, maps * len(widths)] from tap tables.
+
+    `rows` [N, L] indexes each word's table row (right-padded with `pad_row`, whose projection
+    is zero); `lengths` [N] counts real words. Windows of padding alone are left out, and an
+    empty sentence gives zero features, as in `KimCNN.features`.
+    """
+    n = rows.shape[0]
+    empty = (lengths == 0)[:, None]
+    pooled = []
+    for width, table, bias in zip(widths, tables, biases):
+        n_rows = table.shape[0] // width
+        windows = F.pad(rows, (width - 1, width - 1), value=pad_row).unfold(1, width, 1)
+        taps = torch.arange(width, device=rows.device) * n_rows
+        sums = F.embedding_bag((windows + taps).reshape(-1, width), table, mode="sum")
+        sums = sums.view(n, windows.shape[1], -1)
+        positions = torch.arange(windows.shape[1], device=rows.device)
+        padding_only = positions[None, :] >= lengths[:, None] + width - 1
+        best = sums.masked_fill(padding_only[:, :, None], float("-inf")).amax(dim=1)
+        pooled.append(torch.relu(best + bias).masked_fill(empty, 0.0))
+    return torch.cat(pooled, dim=1)
+
+
+def projected_features(model: KimCNN, ids: torch.Tensor) -> torch.Tensor:
+    """`model.features(ids)` computed from the batch's distinct words (differentiable)."""
+    cfg = model.config
+    pad = torch.tensor([cfg.pad_id], device=ids.device)
+    words, rows = torch.unique(torch.cat([ids.flatten(), pad]), return_inverse=True)
+    rows = rows[:-1].view_as(ids)
+    vectors = torch.cat([emb(words) for emb in model.embeddings], dim=-1)  # [U, C*D]
+    pad_row = int(torch.searchsorted(words, pad))
+    return pool_from_tables(tap_tables(vectors, model), [b.conv.bias for b in model.convs], rows,
+                            (ids != cfg.pad_id).sum(dim=1), pad_row=pad_row, widths=list(cfg.widths))
+
+
+def projected_logits(model: KimCNN, ids: torch.Tensor) -> torch.Tensor:
+    """`model(ids)` through `projected_features` (dropout as the model's mode has it)."""
+    return model.fc(model.dropout(projected_features(model, ids)))
+
+
+class ProjectedKimCNN(nn.Module):
+    """Inference-only form of a trained `KimCNN`: tap tables over the whole vocabulary."""
+
+    def __init__(self, model: KimCNN) -> None:
+        super().__init__()
+        cfg = model.config
+        if cfg.act_layer != "relu":
+            raise ValueError(f"projected inference needs a monotone ReLU, got act_layer '{cfg.act_layer}'")
+        self.config = cfg
+        with torch.no_grad():
+            vectors = torch.cat([emb.weight for emb in model.embeddings], dim=-1)  # [V, C*D]
+            for i, table in enumerate(tap_tables(vectors, model)):
+                self.register_buffer(f"table{i}", table.contiguous())
+                self.register_buffer(f"bias{i}", model.convs[i].conv.bias.detach().clone())
+            self.fc = nn.Linear(cfg.num_features, cfg.num_classes)
+            self.fc.load_state_dict(model.fc.state_dict())
+        self.eval()
+
+    @staticmethod
+    def table_bytes(model: KimCNN) -> int:
+        """Memory the tables of `model` would take."""
+        cfg = model.config
+        return 4 * cfg.vocab_size * cfg.maps * sum(cfg.widths)
+
+    def features(self, ids: torch.Tensor) -> torch.Tensor:
+        """[N, L] right-padded ids -> [N, maps * len(widths)] pooled features (as KimCNN.features)."""
+        n_widths = len(self.config.widths)
+        return pool_from_tables([getattr(self, f"table{i}") for i in range(n_widths)],
+                                [getattr(self, f"bias{i}") for i in range(n_widths)], ids,
+                                (ids != self.config.pad_id).sum(dim=1), pad_row=self.config.pad_id,
+                                widths=list(self.config.widths))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """[N, L] token ids -> [N, num_classes] logits."""
+        return self.fc(self.features(ids))
