@@ -27,10 +27,10 @@ from textcnn.batching import bucket_batches, pad_batch, random_batches, sorted_b
 from textcnn.core.engine import FitResult, TrainConfig, Trainer, resolve_device
 from textcnn.data import LabelMap, holdout_split
 from textcnn.errors import TextCNNError
-from textcnn.projection import ProjectedKimCNN, projected_logits
 from textcnn.io import atomic_write, atomic_write_json, atomic_write_text
 from textcnn.metrics import selection_metrics
 from textcnn.model import KimCNN, KimCNNConfig
+from textcnn.projection import ProjectedKimCNN, projected_logits
 from textcnn.tokenizer import WordTokenizer
 from textcnn.vectors import (
     embedding_matrix,
@@ -334,8 +334,8 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
             "params": _jsonable(self.get_params())})
         history = getattr(self, "fit_result_", None)
         all_metrics = {"best_epoch": history.best_epoch, "dev": history.best_metrics,
-                       "epochs_run": history.epochs_run, "train_seconds": round(history.seconds, 2)
-                       } if history is not None else {}
+                       "epochs_run": history.epochs_run, "train_seconds": round(history.seconds, 2),
+                       "history": history.history} if history is not None else {}
         all_metrics.update(metrics or {})
         atomic_write_json(path / "metrics.json", all_metrics)
         if recipe is not None:

@@ -1,0 +1,41 @@
+"""Top n-grams per feature map against a brute-force scoring of every window."""
+
+import torch
+
+from textcnn import TextCNNClassifier
+from textcnn.visualize_text import top_ngrams, visualize_text_model
+
+TEXTS = ["a warm and funny film", "a dull , dull plot", "funny", "", "the cast is warm and clever"] * 4
+LABELS = ["pos", "neg", "pos", "neg", "pos"] * 4
+
+
+def brute_force(clf, width_index, fmap, top):
+    conv = clf.model_.convs[width_index].conv
+    width = clf.model_.config.widths[width_index]
+    scores = {}
+    for text in TEXTS:
+        ids = clf.tokenizer_.encode_batch([text])[0]
+        for start in range(len(ids) - width + 1):
+            window = torch.tensor([ids[start:start + width]])
+            x = clf.model_.embed(window)  # [1, C*D, width]
+            value = torch.relu((conv.weight[fmap] * x[0]).sum() + conv.bias[fmap]).item()
+            key = " ".join(clf.tokenizer_.id_to_token(t) for t in ids[start:start + width])
+            scores[key] = max(value, scores.get(key, -1.0))
+    return scores
+
+
+def test_top_ngrams_equal_brute_force(tmp_path):
+    clf = TextCNNClassifier(maps=3, embedding_dim=8, widths=(1, 2, 3), epochs=2, dev_fraction=0).fit(TEXTS, LABELS)
+    found = top_ngrams(clf, TEXTS, maps=(0, 2), top=4)
+    assert [(e["width"], e["map"]) for e in found] == [(1, 0), (1, 2), (2, 0), (2, 2), (3, 0), (3, 2)]
+    for entry in found:
+        every = brute_force(clf, [1, 2, 3].index(entry["width"]), entry["map"], 4)
+        best = sorted(every.values(), reverse=True)[:4]
+        got = [score for _, score in entry["ngrams"]]
+        assert len(got) == len(best) and all(abs(a - b) < 1e-4 for a, b in zip(got, best))
+        for gram, score in entry["ngrams"]:  # n-grams with equal scores may come in any order
+            assert abs(every[gram] - score) < 1e-4
+    paths = visualize_text_model(clf.save(tmp_path / "m"), tmp_path / "viz", texts=TEXTS, maps=(0,))
+    names = {p.name for p in paths}
+    assert names == {"ngrams.md", "ngrams.json", "training-curve.png"}
+    assert (tmp_path / "viz" / "training-curve.png").read_bytes()[:4] == b"\x89PNG"

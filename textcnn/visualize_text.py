@@ -1,0 +1,103 @@
+"""What a text model's filters respond to: the top-scoring n-grams per feature map.
+
+Each feature map of width h scores every h-word window of a sentence; the windows that score
+highest over a corpus show what the filter detects (the text analogue of Zeiler & Fergus's
+top-activating image patches). Scores are the ReLU'd convolution outputs, computed with the
+same tap tables as fast inference.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from textcnn.batching import pad_batch, sorted_batches
+from textcnn.estimator import TextCNNClassifier
+from textcnn.io import atomic_write, atomic_write_json, atomic_write_text
+from textcnn.projection import ProjectedKimCNN
+
+
+def top_ngrams(clf: TextCNNClassifier, texts: Sequence[str], *, maps: Sequence[int] = (0, 1, 2, 3),
+               top: int = 5, batch_size: int = 500) -> list[dict[str, Any]]:
+    """For each width and each map in `maps`, the `top` distinct n-grams with the highest score."""
+    model = ProjectedKimCNN(clf.model_.cpu().eval())
+    cfg = model.config
+    ids = clf.tokenizer_.encode_batch(list(texts))
+    best: dict[tuple[int, int], dict[str, float]] = {(w, m): {} for w in cfg.widths for m in maps}
+    with torch.no_grad():
+        for idx in sorted_batches([len(s) for s in ids], batch_size):
+            batch = pad_batch([ids[i] for i in idx], pad_id=cfg.pad_id)
+            for i, width in enumerate(cfg.widths):
+                table, bias = getattr(model, f"table{i}"), getattr(model, f"bias{i}")
+                n_rows = table.shape[0] // width
+                # only windows wholly inside a sentence: a filter's n-gram has all its words
+                windows = batch.unfold(1, width, 1) if batch.shape[1] >= width else batch[:, :0, None]
+                taps = torch.arange(width) * n_rows
+                scores = F.embedding_bag((windows + taps).reshape(-1, width), table, mode="sum")
+                scores = torch.relu(scores.view(*windows.shape[:2], -1) + bias)
+                valid = (windows != cfg.pad_id).all(dim=-1)
+                if not valid.any():
+                    continue
+                # distinct n-grams of the batch, each with its best score per map
+                grams, inverse = torch.unique(windows[valid], dim=0, return_inverse=True)
+                flat = scores[valid]
+                gram_scores = torch.full((len(grams), flat.shape[1]), -1.0).scatter_reduce(
+                    0, inverse[:, None].expand_as(flat), flat, reduce="amax")
+                for m in maps:
+                    values, where = gram_scores[:, m].topk(min(top, len(grams)))
+                    bucket = best[(width, m)]
+                    for value, g in zip(values.tolist(), where.tolist()):
+                        key = " ".join(clf.tokenizer_.id_to_token(t) for t in grams[g].tolist())
+                        bucket[key] = max(value, bucket.get(key, float("-inf")))
+    return [{"width": w, "map": m, "ngrams": sorted(best[(w, m)].items(), key=lambda kv: -kv[1])[:top]}
+            for w in cfg.widths for m in maps]
+
+
+def plot_training_curve(history: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Training loss and dev metrics per epoch, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, loss_ax = plt.subplots(figsize=(6, 3.5))
+    loss_ax.plot(epochs, [r["train_loss"] for r in history], color="tab:red", label="train loss")
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("train loss")
+    dev_keys = [k for k in history[0] if k.startswith("dev_")] if history else []
+    if dev_keys:
+        dev_ax = loss_ax.twinx()
+        for key in dev_keys:
+            dev_ax.plot(epochs, [r[key] for r in history], label=key.replace("_", " "))
+        dev_ax.set_ylabel("dev metric")
+        dev_ax.legend(loc="lower right", fontsize=8)
+    loss_ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+    return Path(path)
+
+
+def visualize_text_model(model_dir: str | Path, out_dir: str | Path, *, texts: Sequence[str],
+                         maps: Sequence[int] = (0, 1, 2, 3), top: int = 5) -> list[Path]:
+    """Write `ngrams.md`/`ngrams.json` (top n-grams per map) and `training-curve.png`."""
+    clf = TextCNNClassifier.load(model_dir)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    found = top_ngrams(clf, texts, maps=maps, top=top)
+    lines = ["| width | map | top n-grams (score) |", "|---|---|---|"]
+    for entry in found:
+        shown = "; ".join(f"{g} ({s:.2f})" for g, s in entry["ngrams"])
+        lines.append(f"| {entry['width']} | {entry['map']} | {shown} |")
+    written = [atomic_write_text(out / "ngrams.md", "\n".join(lines) + "\n"),
+               atomic_write_json(out / "ngrams.json", found)]
+    metrics = json.loads((Path(model_dir) / "metrics.json").read_text())
+    if metrics.get("history"):
+        written.append(plot_training_curve(metrics["history"], out / "training-curve.png"))
+    return written
