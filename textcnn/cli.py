@@ -77,20 +77,22 @@ def train(recipe: str, overrides: tuple[str, ...], out: str | None, device: str 
 
 @main.command(context_settings=CONTEXT)
 @click.argument("model", type=click.Path(exists=True, file_okay=False))
-@click.option("--data", "data_file", required=True, help="Labelled file (any supported format).")
+@click.option("--data", "data_file", help="Labelled file (any supported format); for an image model, "
+              "an image folder or dataset [the test split of its own data].")
 @click.option("--format", "data_format", help="kim, sst, csv, tsv, json, jsonl or parquet [guessed].")
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--label-column", default="label", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write the confusion matrix as PNG.")
 @user_errors
-def evaluate(model: str, data_file: str, data_format: str | None, text_column: str,
+def evaluate(model: str, data_file: str | None, data_format: str | None, text_column: str,
              label_column: str, as_json: bool, plot: str | None) -> None:
     """Evaluate MODEL on labelled data: accuracy, macro-F1, per-class report, confusion matrix.
 
     \b
     Example:
       textcnn evaluate runs/quickstart/model --data data/sample/test.csv --plot cm.png
+      textcnn evaluate runs/lenet5-digits/model
     """
     from textcnn.metrics import format_report, plot_confusion_matrix
     from textcnn.pipeline import evaluate_model
@@ -113,7 +115,8 @@ def evaluate(model: str, data_file: str, data_format: str | None, text_column: s
               show_default=True)
 @user_errors
 def predict(model: str, texts: tuple[str, ...], input_file, top_k: int, out_format: str) -> None:
-    """Predict labels with probabilities for TEXTS (or lines of --input).
+    """Predict labels with probabilities for TEXTS (or lines of --input); for an image model,
+    TEXTS are image files.
 
     \b
     Example:
@@ -162,6 +165,35 @@ def batch(recipes: tuple[str, ...], out: str, jobs: int, folds: int | None, only
 
     run_batch(recipes, out, jobs=jobs, folds=folds, only=only, overrides=overrides, echo=click.echo)
     click.echo(Path(out, "table.md").read_text(encoding="utf-8"))
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("model", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Where the pictures go.")
+@click.option("--data", "data_file", help="Text model: texts to read n-grams from (required). "
+              "Image model: images to show [its own test split].")
+@click.option("--maps", default="0,1,2,3", show_default=True, help="Feature maps / filters to show.")
+@click.option("--samples", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Image model: inputs whose activation maps are drawn.")
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Text model: n-grams listed per feature map.")
+@user_errors
+def visualize(model: str, out: str, data_file: str | None, maps: str, samples: int, top: int) -> None:
+    """Show what MODEL's filters respond to (Zeiler & Fergus), as PNG and Markdown files.
+
+    \b
+    Example:
+      textcnn visualize runs/lenet5-digits/model --out viz/lenet5
+      textcnn visualize runs/quickstart/model --out viz/qs --data data/sample/train.csv
+    """
+    from textcnn.pipeline import visualize_model
+
+    try:
+        chosen = tuple(int(m) for m in maps.split(",") if m.strip())
+    except ValueError:
+        raise UserError(f"--maps: expected comma-separated integers such as 0,1,2, got '{maps}'") from None
+    for path in visualize_model(model, out, data_file=data_file, maps=chosen, samples=samples, top=top):
+        click.echo(path)
 
 
 @main.group(context_settings=CONTEXT)

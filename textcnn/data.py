@@ -318,16 +318,14 @@ def _load_saved(folder: Path, split: str) -> datasets.Dataset:
     return ds
 
 
-def load_hub(
+def open_hub_dataset(
     name: str | os.PathLike,
     *,
     split: str,
-    text_column: str = "text",
-    label_column: str = "label",
     config: str | None = None,
     cache_dir: str | os.PathLike | None = None,
 ) -> datasets.Dataset:
-    """Load a dataset by Hugging Face hub name, or from a local folder.
+    """One split of a dataset by Hugging Face hub name, or from a local folder (any columns).
 
     A local folder is either one written by `save_to_disk` (read with `load_from_disk`, then
     `split` is picked from a `DatasetDict`) or a script-less folder of csv/json/parquet files
@@ -361,7 +359,21 @@ def load_hub(
         raise TextCNNError(f"{source}: could not load split '{split}': {_root_cause(err)}") from err
     if not isinstance(ds, datasets.Dataset):
         raise TextCNNError(f"{source}: expected one split, got {type(ds).__name__}")
-    return _text_label_columns(ds, text_column, label_column, source)
+    return ds
+
+
+def load_hub(
+    name: str | os.PathLike,
+    *,
+    split: str,
+    text_column: str = "text",
+    label_column: str = "label",
+    config: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> datasets.Dataset:
+    """A text dataset by hub name or local folder (see `open_hub_dataset`), as `text`/`label`."""
+    ds = open_hub_dataset(name, split=split, config=config, cache_dir=cache_dir)
+    return _text_label_columns(ds, text_column, label_column, f"dataset '{name}'")
 
 
 # -- one entry point ------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,19 +97,43 @@ def _train_baseline(recipe: TextRecipe, splits, out_dir: Path) -> TrainOutcome:
 
 def train_from_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
                       *, out_dir: str | Path | None = None) -> TrainOutcome:
-    """Read a recipe file, apply `--set` overrides and train it (see `train_recipe`)."""
-    recipe = text_recipe(load_recipe_dict(path, overrides), source=path)
+    """Read a recipe file, apply `--set` overrides and train it: `task: image` recipes go to
+    `vision.pipeline.train_image_recipe`, text recipes to `train_recipe`."""
+    data = load_recipe_dict(path, overrides)
+    if data.get("task") == "image":
+        from vision.pipeline import train_image_recipe
+
+        return train_image_recipe(data, source=str(path), out_dir=out_dir)
+    recipe = text_recipe(data, source=path)
     return train_recipe(recipe, out_dir or Path("runs") / (recipe.name or Path(path).stem))
 
 
+def model_kind(path: str | Path) -> str:
+    """`text-classifier` or `image-classifier`, from a model directory's config.json."""
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        raise TextCNNError(f"{path}: expected a model directory with config.json, found none")
+    kind = json.loads(config.read_text()).get("kind")
+    if kind not in ("text-classifier", "image-classifier"):
+        raise TextCNNError(f"{config}: expected kind text-classifier or image-classifier, got {kind!r}")
+    return kind
+
+
 def load_model(path: str | Path) -> TextCNNClassifier:
-    """Load a saved model directory (`textcnn.load`)."""
+    """Load a saved text model directory (`textcnn.load`)."""
     return TextCNNClassifier.load(path)
 
 
-def evaluate_model(model: str | Path, data_file: str | Path, *, data_format: str | None = None,
+def evaluate_model(model: str | Path, data_file: str | Path | None, *, data_format: str | None = None,
                    text_column: str = "text", label_column: str = "label") -> dict[str, Any]:
-    """Accuracy, macro-F1, per-class report and confusion matrix of `model` on a labelled file."""
+    """Accuracy, macro-F1, per-class report and confusion matrix of `model` on labelled data
+    (for an image model, `data_file` may be None: the test split of its own data)."""
+    if model_kind(model) == "image-classifier":
+        from vision.pipeline import evaluate_image_model
+
+        return evaluate_image_model(model, None if data_file is None else str(data_file))
+    if data_file is None:
+        raise TextCNNError("evaluate: a text model needs --data FILE with labelled texts")
     clf = load_model(model)
     ds = load_data(data_file, format=data_format, text_column=text_column, label_column=label_column)
     texts, labels = list(ds["text"]), list(ds["label"])
@@ -122,12 +147,36 @@ def evaluate_model(model: str | Path, data_file: str | Path, *, data_format: str
 
 def predict_texts(model: str | Path | TextCNNClassifier, texts: list[str], *,
                   top_k: int = 1) -> list[list[tuple[Any, float]]]:
-    """For each text, its `top_k` (label, probability) pairs, most probable first."""
+    """For each text (or image file, for an image model), its `top_k` (label, probability)
+    pairs, most probable first."""
+    if not isinstance(model, TextCNNClassifier) and model_kind(model) == "image-classifier":
+        from vision.pipeline import predict_images
+
+        return predict_images(model, texts, top_k=top_k)
     clf = model if isinstance(model, TextCNNClassifier) else load_model(model)
     probs = clf.predict_proba(texts)
     k = min(top_k, probs.shape[1])
     order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     return [[(_plain(clf.classes_[j]), float(row[j])) for j in idx] for row, idx in zip(probs, order)]
+
+
+def visualize_model(model: str | Path, out_dir: str | Path, *, data_file: str | Path | None = None,
+                    maps: tuple[int, ...] = (0, 1, 2, 3), samples: int = 4, top: int = 5,
+                    data_format: str | None = None, text_column: str = "text") -> list[Path]:
+    """Pictures of what a model's filters respond to (Zeiler & Fergus): for an image model, the
+    first-layer filter grid, activation maps and top patches; for a text model, the top-scoring
+    n-grams per feature map (read from `data_file`) and the training curve."""
+    if model_kind(model) == "image-classifier":
+        from vision.pipeline import visualize
+
+        return visualize(model, out_dir, data_spec=None if data_file is None else str(data_file),
+                         filters=maps, samples=samples)
+    if data_file is None:
+        raise TextCNNError("visualize: a text model needs --data FILE (texts to read n-grams from)")
+    from textcnn.visualize_text import visualize_text_model
+
+    ds = load_data(data_file, format=data_format, text_column=text_column)
+    return visualize_text_model(model, out_dir, texts=list(ds["text"]), maps=maps, top=top)
 
 
 def _plain(value: Any) -> Any:

@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from textcnn.core.config import apply_overrides, from_dict, read_yaml
+from textcnn.core.config import apply_overrides, read_yaml, typed_recipe
 from textcnn.core.engine import TrainConfig
-from textcnn.errors import TextCNNError
 
 
 @dataclass
@@ -101,13 +100,7 @@ def load_recipe_dict(path: str | Path, overrides: list[str] | tuple[str, ...] = 
 
 def text_recipe(data: dict[str, Any], *, source: str | Path = "recipe") -> TextRecipe:
     """Check plain recipe data against `TextRecipe`; errors name the file and the key."""
-    try:
-        recipe = from_dict(TextRecipe, data)
-    except TextCNNError as exc:
-        raise TextCNNError(f"{source}: {exc}") from None
-    if recipe.name is None:
-        recipe.name = Path(str(source)).stem
-    return recipe
+    return typed_recipe(TextRecipe, data, source=source)
 
 
 def default_data_dir(configured: str | None = None) -> Path:

@@ -154,6 +154,17 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, prefix: str = "")
         raise TextCNNError(f"{where}: {exc}") from None
 
 
+def typed_recipe(cls: type[T], data: Mapping[str, Any], *, source: str | Path = "recipe") -> T:
+    """`from_dict` for a whole recipe: errors start with `source`; a missing `name` is its stem."""
+    try:
+        recipe = from_dict(cls, data)
+    except TextCNNError as exc:
+        raise TextCNNError(f"{source}: {exc}") from None
+    if getattr(recipe, "name", "") is None:
+        recipe.name = Path(str(source)).stem
+    return recipe
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
     """A dataclass as plain data (tuples become lists), ready for YAML or JSON."""
     def plain(value: Any) -> Any:

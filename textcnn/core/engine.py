@@ -177,8 +177,16 @@ class Trainer:
     def fit(self) -> FitResult:
         """Run the epochs (resuming from `out_dir/checkpoint/last` when present)."""
         cfg = self.config
+        threads_before = torch.get_num_threads()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        try:
+            return self._fit()
+        finally:
+            torch.set_num_threads(threads_before)
+
+    def _fit(self) -> FitResult:
+        cfg = self.config
         seed_everything(cfg.seed)
         history: list[dict[str, Any]] = []
         seconds, start_epoch, best_state = 0.0, 1, None
