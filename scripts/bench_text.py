@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import resource
 import statistics
@@ -218,9 +217,11 @@ def main() -> None:
               "latency_p50": p["latency_ms_p50"] / f["latency_ms_p50"]}
     import torch
 
+    from textcnn.batch import machine_description
+
     report = {"workload": "MR fold 0, CNN-rand (300-d, 3/4/5 x 100, batch 50, Adadelta)",
               "device": args.device, "threads": args.threads, "torch": torch.__version__,
-              "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+              "machine": machine_description(args.device, args.threads),
               "plain": p, "fast": f, "ratios": ratios,
               "command": "python scripts/bench_text.py " + " ".join(sys.argv[1:])}
     out = Path(args.out)

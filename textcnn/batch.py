@@ -132,7 +132,25 @@ def _run_one(run: RunSpec, out_dir: str, threads: int | None) -> dict[str, Any]:
             "accuracy": m.get("test_accuracy"), "macro_f1": m.get("test_macro_f1"),
             "dev_accuracy": m.get("dev_accuracy"), "epochs_run": m.get("epochs_run"),
             "best_epoch": m.get("best_epoch"), "train_seconds": m.get("train_seconds"),
-            "source": run.source}
+            "machine": machine_description(recipe.train.device, threads), "source": run.source}
+
+
+def machine_description(device: str, threads: int | None) -> str:
+    """Where a run ran, for its results row: the CPU or GPU, cores and torch threads."""
+    import platform
+
+    import torch
+
+    from textcnn.core.engine import resolve_device
+
+    if resolve_device(device).type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(0)}"
+    cpu = platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                    if line.startswith("model name")), cpu)
+    return f"cpu: {cpu}, {os.cpu_count()} cores, {threads or torch.get_num_threads()} torch thread(s)"
 
 
 def model_label(recipe) -> str:
