@@ -11,7 +11,7 @@ trained from one) and `metrics.json`. Loading needs no training data and no pick
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -253,7 +253,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
             return F.cross_entropy(logits, target, weight=w, label_smoothing=self.label_smoothing)
 
         def evaluate(model: KimCNN, device: torch.device) -> dict[str, float]:
-            scores = self._scores(model, dev_ids, device)
+            scores = self._scores(model, dev_ids, device, forward=forward)
             return selection_metrics(dev_targets.numpy(), self._decide(scores))
 
         optimizer = "lazy_adadelta" if self.model_config_.sparse else self.optimizer
@@ -267,7 +267,8 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         return trainer.fit()
 
     # -- prediction ----------------------------------------------------------------------------
-    def _scores(self, model: KimCNN | ProjectedKimCNN, ids: list[list[int]], device: torch.device) -> np.ndarray:
+    def _scores(self, model: KimCNN | ProjectedKimCNN, ids: list[list[int]], device: torch.device,
+                forward: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor] | None = None) -> np.ndarray:
         """Probabilities [N, classes] in input order (softmax, or sigmoid for multi-label)."""
         out = np.zeros((len(ids), model.config.num_classes), dtype=np.float32)
         was_training = model.training
@@ -275,7 +276,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         with torch.inference_mode():
             for idx in sorted_batches([len(s) for s in ids], INFERENCE_BATCH):
                 x = pad_batch([ids[i] for i in idx], pad_id=model.config.pad_id).to(device)
-                logits = model(x).float()
+                logits = (model(x) if forward is None else forward(model, x)).float()
                 probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
                 out[idx] = probs.cpu().numpy()
         model.train(was_training)
