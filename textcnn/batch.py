@@ -239,12 +239,19 @@ def _paper_figure(model: str, dataset: str) -> float | None:
     return PAPER_TABLE2.get(base, {}).get(dataset)
 
 
+def _row_order(model: str) -> tuple:
+    """The paper's row order: rand, static, non-static, multichannel, then the baselines."""
+    order = ["CNN-rand", "CNN-static", "CNN-non-static", "CNN-multichannel", "NBSVM", "TF-IDF+LR"]
+    base = model.split(" ")[0]
+    return (order.index(base) if base in order else len(order), "[sentences only]" in model, model)
+
+
 def write_tables(rows: Sequence[dict[str, Any]], out_dir: Path) -> None:
     """table.md and table.csv: rows are models, columns are datasets in the paper's order."""
     stats = summarize(rows)
     datasets = [d for d in BENCHMARKS if any(k[1] == d for k in stats)]
     datasets += sorted({k[1] for k in stats} - set(datasets))
-    models = sorted({k[0] for k in stats}, key=lambda m: (not m.startswith("CNN"), m))
+    models = sorted({k[0] for k in stats}, key=_row_order)
     titles = [BENCHMARKS[d].title if d in BENCHMARKS else d for d in datasets]
     md = ["| model | " + " | ".join(titles) + " |", "|---" * (len(datasets) + 1) + "|"]
     buf = io.StringIO()
