@@ -132,7 +132,7 @@ def _run_one(run: RunSpec, out_dir: str, threads: int | None) -> dict[str, Any]:
             "accuracy": m.get("test_accuracy"), "macro_f1": m.get("test_macro_f1"),
             "dev_accuracy": m.get("dev_accuracy"), "epochs_run": m.get("epochs_run"),
             "best_epoch": m.get("best_epoch"), "train_seconds": m.get("train_seconds"),
-            "machine": machine_description(recipe.train.device, threads), "source": run.source}
+            "wall_seconds": m.get("wall_seconds"), "machine": machine_description(recipe.train.device, threads), "source": run.source}
 
 
 def machine_description(device: str, threads: int | None) -> str:
