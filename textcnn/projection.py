@@ -29,13 +29,16 @@ from textcnn.model import KimCNN
 
 
 def tap_tables(vectors: torch.Tensor, model: KimCNN) -> list[torch.Tensor]:
-    """Per width, the [width * U, maps] table of tap projections of `vectors` [U, C*D]."""
+    """Per width, the [width * U + 1, maps] table of tap projections of `vectors` [U, C*D]:
+    row k * U + u is tap k applied to word u; the last row is -inf (see `pool_from_tables`)."""
     maps, widths = model.config.maps, list(model.config.widths)
     # one GEMM for every tap of every width: [C*D, sum(widths) * maps], columns ordered (k, m)
     weights = torch.cat([block.conv.weight.permute(1, 2, 0).reshape(vectors.shape[1], -1)
                          for block in model.convs], dim=1)
     projected = (vectors @ weights).split([w * maps for w in widths], dim=1)
-    return [p.view(-1, w, maps).transpose(0, 1).reshape(-1, maps) for p, w in zip(projected, widths)]
+    minus_inf = vectors.new_full((1, maps), float("-inf"))
+    return [torch.cat([p.view(-1, w, maps).transpose(0, 1).reshape(-1, maps), minus_inf])
+            for p, w in zip(projected, widths)]
 
 
 def pool_from_tables(tables: list[torch.Tensor], biases: list[torch.Tensor], rows: torch.Tensor,
@@ -47,18 +50,22 @@ def pool_from_tables(tables: list[torch.Tensor], biases: list[torch.Tensor], row
     empty sentence gives zero features, as in `KimCNN.features`.
     """
     n = rows.shape[0]
-    empty = (lengths == 0)[:, None]
     pooled = []
     for width, table, bias in zip(widths, tables, biases):
-        n_rows = table.shape[0] // width
-        windows = F.pad(rows, (width - 1, width - 1), value=pad_row).unfold(1, width, 1)
+        n_rows = (table.shape[0] - 1) // width
+        padded = F.pad(rows, (width - 1, width - 1), value=pad_row)
+        # Window t ends at padded position t + width - 1 and holds no word once t >= length +
+        # width - 1 (or when the sentence is empty). Pointing that last tap at an extra -inf row
+        # rules such windows out of the max without masking the [N, T, maps] sums; no valid
+        # window reaches that row.
+        positions = torch.arange(padded.shape[1], device=rows.device)
+        beyond = (positions[None, :] >= lengths[:, None] + 2 * (width - 1)) | (lengths[:, None] == 0)
         taps = torch.arange(width, device=rows.device) * n_rows
-        sums = F.embedding_bag((windows + taps).reshape(-1, width), table, mode="sum")
-        sums = sums.view(n, windows.shape[1], -1)
-        positions = torch.arange(windows.shape[1], device=rows.device)
-        padding_only = positions[None, :] >= lengths[:, None] + width - 1
-        best = sums.masked_fill(padding_only[:, :, None], float("-inf")).amax(dim=1)
-        pooled.append(torch.relu(best + bias).masked_fill(empty, 0.0))
+        index = padded.unfold(1, width, 1) + taps  # [N, L + width - 1, width]
+        index[..., -1] = index[..., -1].masked_fill(beyond.unfold(1, width, 1)[..., -1], width * n_rows)
+        sums = F.embedding_bag(index.reshape(-1, width), table, mode="sum")
+        best = sums.view(n, index.shape[1], -1).amax(dim=1)
+        pooled.append(torch.relu(best + bias))  # relu(-inf) = 0: an empty sentence gives zeros
     return torch.cat(pooled, dim=1)
 
 
@@ -101,7 +108,7 @@ class ProjectedKimCNN(nn.Module):
     def table_bytes(model: KimCNN) -> int:
         """Memory the tables of `model` would take."""
         cfg = model.config
-        return 4 * cfg.vocab_size * cfg.maps * sum(cfg.widths)
+        return 4 * cfg.maps * sum(w * cfg.vocab_size + 1 for w in cfg.widths)
 
     def features(self, ids: torch.Tensor) -> torch.Tensor:
         """[N, L] right-padded ids -> [N, maps * len(widths)] pooled features (as KimCNN.features)."""

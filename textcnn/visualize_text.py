@@ -34,7 +34,7 @@ def top_ngrams(clf: TextCNNClassifier, texts: Sequence[str], *, maps: Sequence[i
             batch = pad_batch([ids[i] for i in idx], pad_id=cfg.pad_id)
             for i, width in enumerate(cfg.widths):
                 table, bias = getattr(model, f"table{i}"), getattr(model, f"bias{i}")
-                n_rows = table.shape[0] // width
+                n_rows = (table.shape[0] - 1) // width
                 # only windows wholly inside a sentence: a filter's n-gram has all its words
                 windows = batch.unfold(1, width, 1) if batch.shape[1] >= width else batch[:, :0, None]
                 taps = torch.arange(width) * n_rows
