@@ -15,9 +15,9 @@ import io
 import json
 import multiprocessing
 import os
+import signal
 import statistics
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,6 +153,19 @@ def machine_description(device: str, threads: int | None) -> str:
     return f"cpu: {cpu}, {os.cpu_count()} cores, {threads or torch.get_num_threads()} torch thread(s)"
 
 
+def _run_guarded(task: tuple[RunSpec, str, int | None]) -> tuple[RunSpec, dict | None, str | None]:
+    """`_run_one` in a worker: a failure comes back as a message, so the other runs go on."""
+    run, out_dir, threads = task
+    try:
+        return run, _run_one(run, out_dir, threads), None
+    except Exception as exc:  # noqa: BLE001 - reported per run; the batch goes on
+        return run, None, f"{type(exc).__name__}: {exc}" if not isinstance(exc, TextCNNError) else str(exc)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def model_label(recipe) -> str:
     """The table row a run belongs to, e.g. 'CNN-static (word2vec)' or 'NBSVM'."""
     arch = recipe.model.arch
@@ -183,7 +196,7 @@ def run_batch(paths: Sequence[str | Path], out_dir: str | Path, *, jobs: int = 1
     bar = tqdm(total=len(pending), desc="batch", unit="run", disable=not progress)
     failures: list[str] = []
 
-    def finish(run: RunSpec, row: dict[str, Any] | None, error: BaseException | None) -> None:
+    def finish(run: RunSpec, row: dict[str, Any] | None, error: BaseException | str | None) -> None:
         if error is not None:
             failures.append(f"{run.name}: {error}")
             echo(f"  failed {run.name}: {error}")
@@ -203,15 +216,17 @@ def run_batch(paths: Sequence[str | Path], out_dir: str | Path, *, jobs: int = 1
                 else:
                     finish(run, row, None)
         else:
+            # A fresh spawned process per run; leaving the `with` block (also on an interrupt or
+            # SIGTERM) terminates the workers, so none is left running without its parent.
             ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-                futures = {pool.submit(_run_one, run, str(out), threads): run for run in pending}
-                while futures:
-                    finished, _ = wait(futures, return_when=FIRST_COMPLETED)
-                    for fut in finished:
-                        run = futures.pop(fut)
-                        exc = fut.exception()
-                        finish(run, None if exc else fut.result(), exc)
+            previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+            try:
+                with ctx.Pool(processes=jobs, maxtasksperchild=1) as pool:
+                    tasks = [(run, str(out), threads) for run in pending]
+                    for run, row, error in pool.imap_unordered(_run_guarded, tasks):
+                        finish(run, row, error)
+            finally:
+                signal.signal(signal.SIGTERM, previous)
     finally:
         bar.close()
         rows = read_results(results_file)

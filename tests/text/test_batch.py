@@ -91,3 +91,19 @@ def test_failed_runs_keep_the_finished_ones(tmp_path, monkeypatch):
     rows = read_results(out / "results.jsonl")
     assert [r["run"] for r in rows] == ["sample"] and rows[0]["model"] == "NBSVM"
     assert (out / "table.md").is_file()
+
+
+def test_parallel_workers_write_every_row(tmp_path):
+    """--jobs 2: runs in spawned workers, rows written by the parent only, a failure reported."""
+    recipe = tmp_path / "par.yaml"
+    recipe.write_text(f"name: par\ndata:\n  train: {REPO / 'data/sample/train.csv'}\n"
+                      f"  test: {REPO / 'data/sample/test.csv'}\nmodel:\n  arch: nbsvm\n"
+                      "expand:\n  train.seed: [1, 2, 3]\n")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(f"name: broken\ndata:\n  train: {tmp_path / 'missing.csv'}\nmodel:\n  arch: nbsvm\n")
+    out = tmp_path / "batch"
+    result = CliRunner().invoke(main, ["batch", str(recipe), str(broken), "--out", str(out), "--jobs", "2"])
+    assert result.exit_code == 2 and "missing.csv" in result.output
+    rows = read_results(out / "results.jsonl")
+    assert sorted(r["run"] for r in rows) == ["par/seed=1", "par/seed=2", "par/seed=3"]
+    assert all(0 <= r["accuracy"] <= 1 for r in rows)
