@@ -12,7 +12,7 @@ import numpy as np
 
 from textcnn.benchmarks import recipe_splits
 from textcnn.core.config import dump_yaml, to_dict
-from textcnn.data import load_data
+from textcnn.data import LabelMap, load_data
 from textcnn.errors import TextCNNError
 from textcnn.estimator import TextCNNClassifier
 from textcnn.io import atomic_write_json, atomic_write_text
@@ -87,11 +87,9 @@ def _train_baseline(recipe: TextRecipe, splits, out_dir: Path) -> TrainOutcome:
                                "best_epoch": None,
                                "train_seconds": round(time.perf_counter() - start, 2)}
     if splits.test is not None:
-        labels = sorted(set(splits.train[1]), key=str)
-        index = {label: i for i, label in enumerate(labels)}
-        truth = [index.get(label, -1) for label in splits.test[1]]
-        report = evaluation_report(np.asarray(truth), np.asarray([index[p] for p in clf.predict(splits.test[0])]),
-                                   [str(label) for label in labels])
+        labels = LabelMap.fit(splits.train[1])  # an unseen test label is a clear error, as for the CNN
+        report = evaluation_report(labels.encode(splits.test[1]), labels.encode(clf.predict(splits.test[0])),
+                                   [str(c) for c in labels.classes])
         metrics.update({f"test_{k}": report[k] for k in ("accuracy", "macro_f1", "examples")})
     atomic_write_json(out_dir / "results.json", metrics)
     return TrainOutcome(out_dir=out_dir, model_dir=out_dir, metrics=metrics)

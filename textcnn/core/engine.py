@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from textcnn.core.checkpoint import load_checkpoint, save_checkpoint
 from textcnn.core.optim import create_optimizer
 from textcnn.core.regularization import EarlyStopping, l1_penalty, l2_penalty
+from textcnn.errors import TextCNNError
 from textcnn.io import append_jsonl, atomic_write_text
 
 Batch = Any
@@ -78,8 +79,6 @@ def resolve_device(device: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        from textcnn.errors import TextCNNError
-
         raise TextCNNError(f"device: expected an available device, got '{device}' (no CUDA here)")
     return dev
 
