@@ -68,8 +68,13 @@ def recipe_files(paths: Sequence[str | Path]) -> list[Path]:
 
 
 def plan_runs(paths: Sequence[str | Path], *, overrides: Sequence[str] = (), folds: int | None = None,
-              only: Sequence[str] = ()) -> list[RunSpec]:
-    """Expand every recipe into its runs; CV benchmarks into one run per fold (the first `folds`)."""
+              only: Sequence[str] = (), seeds: Sequence[int] = ()) -> list[RunSpec]:
+    """Expand every recipe into its runs; CV benchmarks into one run per fold (the first `folds`).
+
+    `seeds` repeats every run once per training seed, on the same CV folds (the split seed stays
+    the recipe's). The recipe's own seed keeps the plain run name and any other seed adds
+    `/seed=N`, so adding seeds to a finished batch reruns nothing.
+    """
     runs: list[RunSpec] = []
     for path in recipe_files(paths):
         data = load_recipe_dict(path, list(overrides))
@@ -86,7 +91,15 @@ def plan_runs(paths: Sequence[str | Path], *, overrides: Sequence[str] = (), fol
                     run_name = f"{name}/fold={fold}"
                 else:
                     run_name = name
-                runs.append(RunSpec(run_name, spec, str(path)))
+                for seed in seeds or [checked.train.seed]:
+                    if seed == checked.train.seed:
+                        runs.append(RunSpec(run_name, spec, str(path)))
+                    else:
+                        split_seed = (checked.train.seed if checked.data.split_seed is None
+                                      else checked.data.split_seed)
+                        seeded = {**spec, "train": {**spec.get("train", {}), "seed": seed},
+                                  "data": {**spec.get("data", {}), "split_seed": split_seed}}
+                        runs.append(RunSpec(f"{run_name}/seed={seed}", seeded, str(path)))
     seen: set[str] = set()
     for run in runs:
         if run.name in seen:
@@ -182,11 +195,11 @@ def model_label(recipe) -> str:
 
 def run_batch(paths: Sequence[str | Path], out_dir: str | Path, *, jobs: int = 1,
               folds: int | None = None, only: Sequence[str] = (), overrides: Sequence[str] = (),
-              progress: bool = True, echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
+              seeds: Sequence[int] = (), progress: bool = True, echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Run every pending run of the recipes into `out_dir`; write the tables; return all rows."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    runs = plan_runs(paths, overrides=overrides, folds=folds, only=only)
+    runs = plan_runs(paths, overrides=overrides, folds=folds, only=only, seeds=seeds)
     results_file = out / "results.jsonl"
     done = {row["run"] for row in read_results(results_file)}
     pending = [r for r in runs if r.name not in done]

@@ -69,7 +69,10 @@ def _existing(path: Path, hint: str) -> Path:
 
 
 def benchmark_splits(section: DataSection, *, seed: int) -> Splits:
-    """Splits of a named benchmark under the paper's protocol (CV fold, or the given split)."""
+    """Splits of a named benchmark under the paper's protocol (CV fold, or the given split).
+
+    The folds are drawn with `section.split_seed`, or with `seed` when that is None.
+    """
     bench = get_benchmark(section.dataset or "")
     root = default_data_dir(section.data_dir)
     hint = (f"run `textcnn data fetch kim2014 --dest {root}` or set data.data_dir / "
@@ -77,7 +80,8 @@ def benchmark_splits(section: DataSection, *, seed: int) -> Splits:
     files = [_existing(root / f, hint) for f in bench.files]
     if bench.cv:
         texts, labels = _examples(read_kim_file(files[0]))
-        folds = kfold_splits(labels, n_folds=section.folds, seed=seed)
+        split_seed = seed if section.split_seed is None else section.split_seed
+        folds = kfold_splits(labels, n_folds=section.folds, seed=split_seed)
         if not 0 <= section.fold < len(folds):
             raise TextCNNError(f"data.fold: expected 0..{len(folds) - 1}, got {section.fold}")
         train_idx, test_idx = folds[section.fold]

@@ -27,6 +27,7 @@ class DataSection:
     sst_dir: str | None = None  # SST trees; default $TEXTCNN_SST_DIR, else <data_dir>/../sst
     fold: int = 0  # which fold of a cross-validated benchmark is the test fold
     folds: int = 10  # folds of a cross-validated benchmark
+    split_seed: int | None = None  # seed of the stratified CV folds; None: train.seed
     phrases: bool = False  # SST: also train on every labelled phrase of the training trees
 
 

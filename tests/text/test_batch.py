@@ -33,6 +33,27 @@ def test_kim_recipes_expand_to_the_paper_protocol(monkeypatch):
     assert len(plan_runs([KIM], folds=2, only=["mr/*", "trec/*"])) == 9 * 2 + 9
 
 
+def test_seeds_repeat_runs_on_the_same_folds(tmp_path, monkeypatch):
+    from textcnn.benchmarks import benchmark_splits
+    from textcnn.recipe import text_recipe
+
+    runs = plan_runs([KIM / "mr.yaml", KIM / "trec.yaml"], folds=2, only=["*/rand*"], seeds=[0, 2])
+    assert [r.name for r in runs] == ["mr/rand/fold=0", "mr/rand/fold=0/seed=2", "mr/rand/fold=1",
+                                      "mr/rand/fold=1/seed=2", "trec/rand", "trec/rand/seed=2"]
+    # seed 0 keeps its plain name (an earlier batch's rows still count); the others train with
+    # their seed on the folds of the recipe's own split seed
+    seeded = text_recipe(runs[1].recipe)
+    assert (seeded.train.seed, seeded.data.split_seed, seeded.data.fold) == (2, 0, 0)
+    corpus = tmp_path / "rt-polarity.all"
+    corpus.write_text("".join(f"{i % 2} sentence number {i}\n" for i in range(40)), encoding="latin-1")
+    monkeypatch.setenv("TEXTCNN_DATA_DIR", str(tmp_path))
+    plain = benchmark_splits(text_recipe(runs[0].recipe).data, seed=0)
+    again = benchmark_splits(seeded.data, seed=seeded.train.seed)
+    assert plain.test == again.test
+    moved = benchmark_splits(text_recipe(runs[0].recipe).data, seed=2)
+    assert moved.test != plain.test  # without split_seed the folds follow the training seed
+
+
 def test_tables_have_mean_std_and_paper_figures(tmp_path):
     rows = [{"run": f"mr/rand/fold={k}", "model": "CNN-rand", "dataset": "mr", "accuracy": a}
             for k, a in enumerate([0.75, 0.77])]
