@@ -93,12 +93,21 @@ def evaluate(model: str, data_file: str | None, data_format: str | None, text_co
     Example:
       textcnn evaluate runs/quickstart/model --data data/sample/test.csv --plot cm.png
       textcnn evaluate runs/lenet5-digits/model
+      textcnn evaluate runs/ssd-shapes/model --json
     """
     from textcnn.metrics import format_report, plot_confusion_matrix
     from textcnn.pipeline import evaluate_model
 
     report = evaluate_model(model, data_file, data_format=data_format, text_column=text_column,
                             label_column=label_column)
+    if "map_50" in report:  # a detector
+        from vision.detection.pipeline import format_detection_report
+
+        if plot:
+            raise UserError("--plot: a detector has no confusion matrix; draw detections with "
+                            "`textcnn predict MODEL IMAGE --out DIR`")
+        click.echo(json.dumps(report, indent=2) if as_json else format_detection_report(report))
+        return
     click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
     if plot:
         plot_confusion_matrix(report, plot)
@@ -113,23 +122,43 @@ def evaluate(model: str, data_file: str | None, data_format: str | None, text_co
               help="Show the K most probable labels.")
 @click.option("--format", "out_format", type=click.Choice(["text", "jsonl"]), default="text",
               show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Detector: write each image with its boxes drawn and detections.json here.")
+@click.option("--score-threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Detector: keep detections scoring at least this.")
 @user_errors
-def predict(model: str, texts: tuple[str, ...], input_file, top_k: int, out_format: str) -> None:
+def predict(model: str, texts: tuple[str, ...], input_file, top_k: int, out_format: str,
+            out_dir: str | None, score_threshold: float) -> None:
     """Predict labels with probabilities for TEXTS (or lines of --input); for an image model,
-    TEXTS are image files.
+    TEXTS are image files; for a detector, image files whose boxes it finds.
 
     \b
     Example:
       textcnn predict runs/quickstart/model "a dull , lifeless film" --top-k 2
       echo "great acting" | textcnn predict runs/quickstart/model --input - --format jsonl
+      textcnn predict runs/ssd-shapes/model shapes.png --out detections/
     """
-    from textcnn.pipeline import predict_texts
+    from textcnn.pipeline import model_kind, predict_texts
 
     items = list(texts)
     if input_file is not None:
         items += [line.rstrip("\n") for line in input_file]
     if not items:
         raise UserError("predict: expected TEXT arguments or --input FILE, got neither")
+    if model_kind(model) == "detector":
+        from vision.detection.pipeline import predict_detections
+
+        for result in predict_detections(model, items, out_dir=out_dir, score_threshold=score_threshold):
+            if out_format == "jsonl":
+                click.echo(json.dumps(result))
+            else:
+                found = "  ".join(f"{d['label']} ({d['score']:.3f}) {d['box']}" for d in result["detections"])
+                click.echo(f"{result['image']}\t{found or '(nothing found)'}")
+        if out_dir:
+            click.echo(f"drawn images and detections.json in {out_dir}", err=True)
+        return
+    if out_dir:
+        raise UserError("--out: only a detector writes pictures; this model is a classifier")
     for text, ranked in zip(items, predict_texts(model, items, top_k=top_k)):
         if out_format == "jsonl":
             click.echo(json.dumps({"text": text, "labels": [
@@ -150,9 +179,11 @@ def predict(model: str, texts: tuple[str, ...], input_file, top_k: int, out_form
               help="Run only runs whose name matches GLOB, e.g. 'mr/rand/*' (repeatable: any match).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a key in every recipe (repeatable).")
+@click.option("--seeds", metavar="N,N,...", help="Repeat every run once per training seed, e.g. 0,1,2 "
+              "(the table averages over them).")
 @user_errors
 def batch(recipes: tuple[str, ...], out: str, jobs: int, folds: int | None, only: tuple[str, ...],
-          overrides: tuple[str, ...]) -> None:
+          overrides: tuple[str, ...], seeds: str | None) -> None:
     """Run every run of RECIPES (files or directories) and tabulate the results.
 
     Resumable: rerun with the same --out and finished runs are skipped.
@@ -160,10 +191,16 @@ def batch(recipes: tuple[str, ...], out: str, jobs: int, folds: int | None, only
     \b
     Example:
       textcnn batch recipes/kim2014 --out runs/kim2014 --folds 1 --set train.epochs=2
+      textcnn batch recipes/kim2014/trec.yaml --out runs/trec --only 'trec/rand' --seeds 0,1,2
     """
     from textcnn.batch import run_batch
 
-    run_batch(recipes, out, jobs=jobs, folds=folds, only=only, overrides=overrides, echo=click.echo)
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()] if seeds else []
+    except ValueError:
+        raise UserError(f"--seeds: expected comma-separated integers such as 0,1,2, got '{seeds}'") from None
+    run_batch(recipes, out, jobs=jobs, folds=folds, only=only, overrides=overrides, seeds=seed_list,
+              echo=click.echo)
     click.echo(Path(out, "table.md").read_text(encoding="utf-8"))
 
 

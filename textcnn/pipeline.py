@@ -98,8 +98,13 @@ def _train_baseline(recipe: TextRecipe, splits, out_dir: Path) -> TrainOutcome:
 def train_from_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
                       *, out_dir: str | Path | None = None) -> TrainOutcome:
     """Read a recipe file, apply `--set` overrides and train it: `task: image` recipes go to
-    `vision.pipeline.train_image_recipe`, text recipes to `train_recipe`."""
+    `vision.pipeline.train_image_recipe`, `task: detection` recipes to
+    `vision.detection.pipeline.train_detection_recipe`, text recipes to `train_recipe`."""
     data = load_recipe_dict(path, overrides)
+    if data.get("task") == "detection":
+        from vision.detection.pipeline import train_detection_recipe
+
+        return train_detection_recipe(data, source=str(path), out_dir=out_dir)
     if data.get("task") == "image":
         from vision.pipeline import train_image_recipe
 
@@ -109,13 +114,14 @@ def train_from_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] =
 
 
 def model_kind(path: str | Path) -> str:
-    """`text-classifier` or `image-classifier`, from a model directory's config.json."""
+    """`text-classifier`, `image-classifier` or `detector`, from a model directory's config.json."""
     config = Path(path) / "config.json"
     if not config.is_file():
         raise TextCNNError(f"{path}: expected a model directory with config.json, found none")
     kind = json.loads(config.read_text()).get("kind")
-    if kind not in ("text-classifier", "image-classifier"):
-        raise TextCNNError(f"{config}: expected kind text-classifier or image-classifier, got {kind!r}")
+    if kind not in ("text-classifier", "image-classifier", "detector"):
+        raise TextCNNError(f"{config}: expected kind text-classifier, image-classifier or detector, "
+                           f"got {kind!r}")
     return kind
 
 
@@ -127,7 +133,12 @@ def load_model(path: str | Path) -> TextCNNClassifier:
 def evaluate_model(model: str | Path, data_file: str | Path | None, *, data_format: str | None = None,
                    text_column: str = "text", label_column: str = "label") -> dict[str, Any]:
     """Accuracy, macro-F1, per-class report and confusion matrix of `model` on labelled data
-    (for an image model, `data_file` may be None: the test split of its own data)."""
+    (for an image model, `data_file` may be None: the test split of its own data). A detector
+    gives VOC and COCO mAP instead (see `vision.detection.pipeline.detection_report`)."""
+    if model_kind(model) == "detector":
+        from vision.detection.pipeline import evaluate_detector
+
+        return evaluate_detector(model, None if data_file is None else str(data_file))
     if model_kind(model) == "image-classifier":
         from vision.pipeline import evaluate_image_model
 
@@ -166,6 +177,9 @@ def visualize_model(model: str | Path, out_dir: str | Path, *, data_file: str | 
     """Pictures of what a model's filters respond to (Zeiler & Fergus): for an image model, the
     first-layer filter grid, activation maps and top patches; for a text model, the top-scoring
     n-grams per feature map (read from `data_file`) and the training curve."""
+    if model_kind(model) == "detector":
+        raise TextCNNError(f"visualize: {model} is a detector; draw its detections with "
+                           "`textcnn predict MODEL IMAGE --out DIR`")
     if model_kind(model) == "image-classifier":
         from vision.pipeline import visualize
 

@@ -260,9 +260,8 @@ def save_image_model(model: nn.Module, path: str | Path, *, meta: dict[str, Any]
     return path
 
 
-def load_image_model(model_dir: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """The model of a directory written by `train_image_recipe` (in eval mode, on the CPU) and
-    its config.json."""
+def read_model_dir(model_dir: str | Path, kind: str) -> tuple[dict[str, Any], Path]:
+    """config.json of a model directory of `kind`, and the path of its model.safetensors."""
     path = Path(model_dir)
     config_file = path / "config.json"
     if not config_file.is_file():
@@ -271,12 +270,19 @@ def load_image_model(model_dir: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         meta = json.loads(config_file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise TextCNNError(f"{config_file}: expected JSON, got an error: {err}") from None
-    if not isinstance(meta, dict) or meta.get("kind") != KIND:
+    if not isinstance(meta, dict) or meta.get("kind") != kind:
         got = meta.get("kind") if isinstance(meta, dict) else type(meta).__name__
-        raise TextCNNError(f"{config_file}: expected kind '{KIND}', got {got!r}")
+        raise TextCNNError(f"{config_file}: expected kind '{kind}', got {got!r}")
     weights = path / "model.safetensors"
     if not weights.is_file():
         raise TextCNNError(f"{path}: expected model.safetensors beside config.json, found none")
+    return meta, weights
+
+
+def load_image_model(model_dir: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """The model of a directory written by `train_image_recipe` (in eval mode, on the CPU) and
+    its config.json."""
+    meta, weights = read_model_dir(model_dir, KIND)
     model = create_model(meta["model"], num_classes=meta["num_classes"],
                          in_channels=meta["in_channels"], **meta["kwargs"])
     model.load_state_dict(load_file(str(weights)))
@@ -351,5 +357,5 @@ def visualize(model_dir: str | Path, out_dir: str | Path, *, data_spec: str | No
 
 __all__ = ["ImageDataSection", "ImageModelSection", "ImageRecipe", "Splits", "channel_stats",
            "class_probabilities", "eval_data", "evaluate_image_model", "image_recipe",
-           "load_image_model", "load_splits", "predict_images", "prepare", "save_image_model",
+           "load_image_model", "load_splits", "read_model_dir", "predict_images", "prepare", "save_image_model",
            "train_image_recipe", "visualize"]

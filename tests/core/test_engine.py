@@ -127,3 +127,51 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(TextCNNError, match="no CUDA"):
             resolve_device("cuda")
+
+
+def test_cosine_schedule_with_warmup_follows_the_formula():
+    import math
+
+    seen = []
+
+    def record(model):
+        seen.append(trainer.optimizer.param_groups[0]["lr"])
+
+    config = TrainConfig(epochs=3, optimizer="sgd", lr=0.1, progress=False, lr_schedule="cosine",
+                         warmup_steps=2)
+    trainer = Trainer(make_model(), config=config, loss_fn=loss_fn, batches=batches,
+                      after_step=record, steps_per_epoch=4)
+    trainer.fit()
+    total = 3 * 4
+    expected = [0.1 * 0.5 * (1 + math.cos(math.pi * s / total)) * (min(s + 1, 2) / 2) for s in range(total)]
+    assert seen == pytest.approx(expected)
+    with pytest.raises(TextCNNError, match="steps per epoch"):
+        Trainer(make_model(), config=config, loss_fn=loss_fn, batches=batches)
+
+
+def test_time_budget_stops_before_an_epoch_that_would_overrun(monkeypatch):
+    import itertools
+    from types import SimpleNamespace
+
+    from textcnn.core import engine
+
+    clock = itertools.count()  # every reading of the engine's clock is one second later
+    monkeypatch.setattr(engine, "time", SimpleNamespace(perf_counter=lambda: float(next(clock))))
+    config = TrainConfig(epochs=50, optimizer="adam", progress=False, max_seconds=2.5)
+    result = Trainer(make_model(), config=config, loss_fn=loss_fn, batches=batches).fit()
+    # each epoch measures 1 s; after two, a third would end at 3 s > 2.5 s
+    assert result.epochs_run == 2 and result.seconds == 2.0
+
+
+def test_grad_clip_bounds_the_update():
+    captured = {}
+
+    def grab(model):
+        captured.setdefault("norm", torch.cat([p.grad.flatten() for p in model.parameters()]).norm())
+
+    def big_loss(model, batch):
+        return 1000.0 * loss_fn(model, batch)
+
+    config = TrainConfig(epochs=1, optimizer="sgd", lr=0.1, progress=False, grad_clip=0.5)
+    Trainer(make_model(), config=config, loss_fn=big_loss, batches=batches, after_step=grab).fit()
+    assert float(captured["norm"]) == pytest.approx(0.5, rel=1e-4)

@@ -20,6 +20,7 @@ EXPECTED = {
     "lazy_adadelta": (LazyAdadelta, {"lr": 1.0, "rho": 0.95, "eps": 1e-6}),
     "rmsprop": (torch.optim.RMSprop, {"lr": 1e-3, "alpha": 0.9}),
     "adam": (torch.optim.Adam, {"lr": 1e-3}),
+    "adamw": (torch.optim.AdamW, {"lr": 1e-3}),
 }
 
 

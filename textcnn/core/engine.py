@@ -53,6 +53,10 @@ class TrainConfig:
     amp: bool = True  # bfloat16 autocast on CUDA; ignored on CPU
     progress: bool = True  # show a tqdm progress bar
     threads: int | None = None  # torch CPU threads; None keeps torch's default
+    max_seconds: float | None = None  # time budget: an epoch starts only if it should end within it
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: decay to 0 over the planned steps
+    warmup_steps: int = 0  # linear learning-rate warm-up over the first steps
+    grad_clip: float | None = None  # clip the gradients' global L2 norm to this value
 
 
 @dataclass
@@ -151,6 +155,24 @@ class Trainer:
         self.steps_per_epoch = steps_per_epoch
         self.stopper = EarlyStopping(config.metric, mode=config.mode,
                                      patience=config.patience if config.patience is not None else 10**9)
+        self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
+        if (config.lr_schedule != "constant" or config.warmup_steps) and not steps_per_epoch:
+            raise TextCNNError("train.lr_schedule / train.warmup_steps: a schedule needs the steps "
+                               "per epoch, which this training loop does not give; use constant, 0")
+
+    def lr_factor(self, step: int) -> float:
+        """The learning-rate multiplier at global step `step` (0-based): warm-up, then the schedule.
+
+        A pure function of the step, so a resumed run continues the schedule exactly.
+        """
+        cfg = self.config
+        factor = 1.0
+        if cfg.lr_schedule == "cosine":
+            total = max(1, cfg.epochs * (self.steps_per_epoch or 1))
+            factor = 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+        if cfg.warmup_steps and step < cfg.warmup_steps:
+            factor *= (step + 1) / cfg.warmup_steps
+        return factor
 
     # -- checkpoints ---------------------------------------------------------------------------
     def _state(self, epoch: int, history: list[dict[str, Any]], seconds: float,
@@ -199,6 +221,10 @@ class Trainer:
         for epoch in range(start_epoch, cfg.epochs + 1):
             if self.stopper.should_stop:
                 break
+            if cfg.max_seconds is not None and history:
+                # judged by the mean epoch so far, so the budget is kept, not overrun by an epoch
+                if seconds + seconds / len(history) > cfg.max_seconds:
+                    break
             t0 = time.perf_counter()
             train_loss = self._train_epoch(epoch, use_amp)
             record: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
@@ -236,7 +262,13 @@ class Trainer:
         bar = tqdm(self.batches(epoch, generator), total=self.steps_per_epoch,
                    desc=f"epoch {epoch}/{cfg.epochs}", disable=not cfg.progress, leave=False,
                    unit="batch")
+        scheduled = self.config.lr_schedule != "constant" or self.config.warmup_steps > 0
+        step = (epoch - 1) * (self.steps_per_epoch or 0)
         for batch in bar:
+            if scheduled:
+                factor = self.lr_factor(step + count)
+                for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+                    group["lr"] = base * factor
             batch = to_device(batch, self.device)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
                 loss = self.loss_fn(self.model, batch)
@@ -246,6 +278,8 @@ class Trainer:
                 loss = loss + cfg.l2 * l2_penalty(self.penalized)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.grad_clip is not None:
+                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             self.optimizer.step()
             if self.after_step is not None:
                 self.after_step(self.model)

@@ -11,6 +11,7 @@ tracks the same weights as the lecture's `v = mu*v - lr*g; w += v`):
 - lazy_adadelta: the same optimizer, also taking sparse embedding gradients (`LazyAdadelta`)
 - rmsprop:   E = alpha * E + (1 - alpha) * g^2;  w -= lr * g / (sqrt(E) + eps)
 - adam:      Kingma & Ba (2015)
+- adamw:     Adam with decoupled weight decay (Loshchilov & Hutter 2019)
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ OPTIMIZER_DEFAULTS: Mapping[str, OptimizerSpec] = MappingProxyType(
         "lazy_adadelta": _spec(LazyAdadelta, lr=1.0, rho=0.95, eps=1e-6),
         "rmsprop": _spec(torch.optim.RMSprop, lr=1e-3, alpha=0.9),
         "adam": _spec(torch.optim.Adam, lr=1e-3),
+        "adamw": _spec(torch.optim.AdamW, lr=1e-3),
     }
 )
 
