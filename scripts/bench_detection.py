@@ -49,10 +49,10 @@ DETECTORS = [
 ]
 
 
-def train_one(name: str, recipe_file: str, runs: Path, threads: int) -> dict:
+def train_one(name: str, recipe_file: str, runs: Path, threads: int, overrides: list[str]) -> dict:
     """Train one detector within the budget; its results.json row plus the run directory."""
     path = REPO / "recipes" / "vision" / recipe_file
-    data = apply_overrides(read_yaml(path), [f"train.threads={threads}", "train.progress=false"])
+    data = apply_overrides(read_yaml(path), [f"train.threads={threads}", "train.progress=false", *overrides])
     recipe = detection_recipe(data, source=str(path))
     if recipe.train.max_seconds is None or recipe.train.max_seconds > BUDGET_SECONDS:
         raise SystemExit(f"{path}: train.max_seconds must be set and at most {BUDGET_SECONDS}")
@@ -65,11 +65,12 @@ def train_one(name: str, recipe_file: str, runs: Path, threads: int) -> dict:
             "parameters": m["parameters"], "seed": m["seed"]}
 
 
-def time_per_image(model_dir: str, images: list[torch.Tensor], *, warmup: int = 3) -> dict:
-    """Median and p90 seconds per image, batch 1, inference mode."""
+def time_per_image(model_dir: str, images: list[torch.Tensor], warmup: list[torch.Tensor]) -> dict:
+    """Median and p90 seconds per image, batch 1, inference mode. The model is loaded fresh, so
+    no selective-search proposals are cached, and it warms up on other images."""
     model, _ = load_detector(model_dir)
     with torch.inference_mode():
-        for img in images[:warmup]:
+        for img in warmup:
             model([img])
         times = []
         for img in images:
@@ -109,6 +110,8 @@ def main() -> None:
     parser.add_argument("--timing-images", type=int, default=50)
     parser.add_argument("--runs", default=str(REPO / "runs" / "bench-detection"))
     parser.add_argument("--out", default=str(OUT / "detection"))
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="recipe override for every detector (smoke runs), e.g. data.train_images=16")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -126,22 +129,25 @@ def main() -> None:
             print(f"{name}: already measured (use --force to retrain)")
             continue
         print(f"{name}: training ...", flush=True)
-        results["detectors"][name] = train_one(name, recipe_file, Path(args.runs), args.threads)
+        results["detectors"][name] = train_one(name, recipe_file, Path(args.runs), args.threads, args.overrides)
         atomic_write_json(json_path, results)
         print(f"{name}: mAP@0.5 {results['detectors'][name]['map_50']:.3f} in "
               f"{results['detectors'][name]['train_seconds']:.0f} s", flush=True)
     # timing on the same images for every trained detector
     first = next(iter(results["detectors"].values()), None)
     if first is not None:
-        section = detection_recipe(read_yaml(REPO / first["recipe"]), source=first["recipe"]).data
+        data = apply_overrides(read_yaml(REPO / first["recipe"]), args.overrides)
+        section = detection_recipe(data, source=first["recipe"]).data
         test = load_detection_splits(section)[2]
-        images = [test.images[i] for i in range(min(args.timing_images, len(test)))]
+        count = min(args.timing_images, len(test) - 3)
+        images = [test.images[i] for i in range(count)]
+        warmup = [test.images[i] for i in range(count, count + 3)]
         results.update(test_images=len(test), timing_images=len(images))
         for name, _, _ in DETECTORS:
             r = results["detectors"].get(name)
             if r is not None and Path(r["model_dir"]).is_dir() and (args.only is None or name in args.only
                                                                      or name not in results["timing"]):
-                results["timing"][name] = time_per_image(r["model_dir"], images)
+                results["timing"][name] = time_per_image(r["model_dir"], images, warmup)
                 print(f"{name}: {results['timing'][name]['median_ms']:.1f} ms / image", flush=True)
     atomic_write_json(json_path, results)
     md = markdown(results)

@@ -17,3 +17,5 @@ R=recipes/kim2014
 # SST trained on phrases with one pretrained variant; the sentence-only rows beside them
 "${B[@]}" $R/sst2.yaml $R/sst1.yaml --only '*/non-static-word2vec'
 "${B[@]}" $R/sst1-sentences.yaml $R/sst2-sentences.yaml
+# CNN-rand on the given splits with two more training seeds: their rows show mean +- std too
+"${B[@]}" $R/sst1.yaml $R/trec.yaml --only 'sst1/rand*' --only 'trec/rand*' --seeds 0,1,2
