@@ -128,3 +128,11 @@ def test_parallel_workers_write_every_row(tmp_path):
     rows = read_results(out / "results.jsonl")
     assert sorted(r["run"] for r in rows) == ["par/seed=1", "par/seed=2", "par/seed=3"]
     assert all(0 <= r["accuracy"] <= 1 for r in rows)
+
+
+def test_bad_seeds_option_is_a_one_line_error(tmp_path):
+    result = CliRunner().invoke(main, ["batch", str(KIM / "trec.yaml"), "--out", str(tmp_path / "b"),
+                                       "--seeds", "0,one"])
+    assert result.exit_code == 2
+    assert "--seeds: expected comma-separated integers such as 0,1,2, got '0,one'" in result.output
+    assert not (tmp_path / "b" / "results.jsonl").exists()
