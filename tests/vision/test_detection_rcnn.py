@@ -212,13 +212,13 @@ def test_warp_keeps_the_box_inside_its_context_margin() -> None:
 def test_proposals_are_cached_by_image_bytes(monkeypatch) -> None:
     model = _tiny_rcnn()
     calls = []
-    real = rcnn_module.selective_search
+    real = rcnn_module.selective_search_fast
 
     def counting(image, **kw):
         calls.append(1)
         return real(image, **kw)
 
-    monkeypatch.setattr(rcnn_module, "selective_search", counting)
+    monkeypatch.setattr(rcnn_module, "selective_search_fast", counting)
     images, _ = _squares(2, seed=2)
     batch, _, _ = model.transform(images)
     first = model.proposals(batch[0])
@@ -333,3 +333,19 @@ def test_state_dict_round_trip_keeps_the_svms(tmp_path) -> None:
     for a, b in zip(before, after):
         for key in ("boxes", "labels", "scores"):
             assert torch.equal(a[key], b[key])
+
+
+def test_fast_mode_interleaves_the_runs_and_dedupes() -> None:
+    from vision.detection.selective_search import selective_search_fast
+
+    image = _rect_image()
+    runs = [selective_search(image, scale=k, strategies=s) for k in (50, 100)
+            for s in (("colour", "texture", "size", "fill"), ("texture", "size", "fill"))]
+    expected, seen = [], set()
+    for i in range(max(len(r) for r in runs)):  # brute force: round-robin, first occurrence kept
+        for r in runs:
+            if i < len(r) and tuple(r[i]) not in seen:
+                seen.add(tuple(r[i]))
+                expected.append(r[i])
+    np.testing.assert_array_equal(selective_search_fast(image), np.stack(expected))
+    np.testing.assert_array_equal(selective_search_fast(image, max_proposals=3), np.stack(expected[:3]))

@@ -361,12 +361,12 @@ def test_selective_search_stage_unnormalises_caps_and_caches(monkeypatch):
 
     seen = []
 
-    def fake(image, *, scale, sigma, min_size):
+    def fake(image, *, scales, sigma, min_size):
         seen.append(image.copy())
         return torch.tensor([[0.0, 0.0, 10.0, 10.0], [3.0, 3.0, 3.5, 9.0], [1.0, 2.0, 8.0, 9.0],
                              [4.0, 4.0, 12.0, 12.0]]).numpy()
 
-    monkeypatch.setattr(ss, "selective_search", fake)
+    monkeypatch.setattr(ss, "selective_search_fast", fake)
     mean, std = (0.5, 0.4, 0.3), (0.25, 0.2, 0.1)
     stage = SelectiveSearchProposals(max_proposals=2, mean=mean, std=std)
     images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))

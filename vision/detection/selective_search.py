@@ -287,6 +287,34 @@ def selective_search(image: np.ndarray, *, scale: float = 100, sigma: float = 0.
     return boxes.astype(np.float32)
 
 
-__all__ = ["colour_histograms", "colour_similarity", "fill_similarity", "hierarchical_grouping",
+FAST_MODE_SCALES = (50.0, 100.0)
+FAST_MODE_STRATEGIES = (STRATEGIES, ("texture", "size", "fill"))
+
+
+def selective_search_fast(image: np.ndarray, *, scales: Sequence[float] = FAST_MODE_SCALES,
+                          strategy_sets: Sequence[Sequence[str]] = FAST_MODE_STRATEGIES,
+                          sigma: float = 0.8, min_size: int = 10, max_proposals: int | None = None
+                          ) -> np.ndarray:
+    """Selective search diversified as in the paper's "fast mode" (Uijlings et al. 2013, used by
+    R-CNN): one hierarchical grouping per (Felzenszwalb scale, similarity set), boxes merged.
+
+    The paper's fast mode also varies the colour space (HSV and Lab); here every run is RGB. The
+    ranked lists are interleaved (first box of each run, then the second, ...) and deduplicated
+    keeping the first occurrence, so the whole image still comes first and `max_proposals`
+    keeps a prefix. [K, 4] float32 xyxy pixel boxes, deterministic.
+    """
+    runs = [selective_search(image, scale=scale, sigma=sigma, min_size=min_size, strategies=strategies)
+            for scale in scales for strategies in strategy_sets]
+    if not runs:
+        raise TextCNNError("selective_search_fast: expected at least one scale and one strategy set, got none")
+    longest = max(len(r) for r in runs)
+    interleaved = [r[i] for i in range(longest) for r in runs if i < len(r)]
+    boxes = np.stack(interleaved) if interleaved else np.zeros((0, 4), dtype=np.float32)
+    _, first = np.unique(boxes, axis=0, return_index=True)
+    boxes = boxes[np.sort(first)]
+    return (boxes[:max_proposals] if max_proposals is not None else boxes).astype(np.float32)
+
+
+__all__ = ["FAST_MODE_SCALES", "FAST_MODE_STRATEGIES", "selective_search_fast", "colour_histograms", "colour_similarity", "fill_similarity", "hierarchical_grouping",
            "hierarchy_order", "histogram_intersection", "region_adjacency", "region_boxes",
            "selective_search", "size_similarity", "texture_histograms", "texture_similarity"]

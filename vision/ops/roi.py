@@ -75,12 +75,14 @@ def roi_pool(features: Tensor, rois: Tensor, output_size: int | tuple[int, int],
                          hend[..., None] - 1).clamp(0, height - 1)
     cols = torch.minimum(wstart[..., None] + torch.arange(span_w, device=features.device),
                          wend[..., None] - 1).clamp(0, width - 1)
+    # index order (roi, bin row, bin col, cell in bin): the gathered rows reshape straight into
+    # [K, ph, pw, cells, C], so the max needs no permuted copy of the gathered values
     flat = (batch[:, None, None, None, None] * (height * width)
-            + rows[:, :, :, None, None] * width + cols[:, None, None, :, :])
-    source = features.transpose(0, 1).reshape(channels, -1)
-    values = source[:, flat.reshape(-1)].reshape(channels, -1, ph, span_h, pw, span_w)
-    values = values.permute(1, 0, 2, 4, 3, 5).reshape(-1, channels, ph, pw, span_h * span_w)
-    return values.max(dim=-1).values.masked_fill(empty[:, None], 0)
+            + rows[:, :, None, :, None] * width + cols[:, None, :, None, :])
+    source = features.permute(0, 2, 3, 1).reshape(-1, channels)  # one row of channels per cell
+    values = source[flat.reshape(-1)].reshape(-1, ph, pw, span_h * span_w, channels)
+    pooled = values.max(dim=3).values.permute(0, 3, 1, 2)
+    return pooled.masked_fill(empty[:, None], 0)
 
 
 def _align_weights(start: Tensor, length: Tensor, pooled: int, size: int,

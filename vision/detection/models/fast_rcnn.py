@@ -31,14 +31,15 @@ class SelectiveSearchProposals(nn.Module):
     """Selective search as a proposal stage: `(batch, features, targets) -> (boxes per image, {})`.
 
     The normalised batch is mapped back to [0, 1] with `mean` / `std` (the detector's transform),
-    each image goes through `vision.detection.selective_search.selective_search(scale, sigma,
-    min_size)`, boxes thinner than `min_box_size` px are dropped and the first `max_proposals`
-    (selective search's own ranking, whole regions first) are kept. Results are cached per image,
+    each image goes through `vision.detection.selective_search.selective_search_fast(scales,
+    sigma, min_size)` (the paper's fast mode: several scales and similarity sets), boxes
+    thinner than `min_box_size` px are dropped and the first `max_proposals` (selective
+    search's own ranking, whole regions first) are kept. Results are cached per image,
     keyed by a hash of its pixels and the settings, in an LRU of at most `cache_size` images
     (0: no cache); `clear_cache()` empties it, e.g. before timing inference.
     """
 
-    def __init__(self, *, max_proposals: int = 300, scale: float = 100.0, sigma: float = 0.8,
+    def __init__(self, *, max_proposals: int = 300, scales: Sequence[float] = (50.0, 100.0), sigma: float = 0.8,
                  min_size: int = 10, min_box_size: float = 2.0,
                  mean: Sequence[float] | Tensor = (0.5, 0.5, 0.5),
                  std: Sequence[float] | Tensor = (0.25, 0.25, 0.25), cache_size: int = 50_000) -> None:
@@ -47,7 +48,7 @@ class SelectiveSearchProposals(nn.Module):
             raise TextCNNError(f"SelectiveSearchProposals: expected max_proposals >= 1 and "
                                f"cache_size >= 0, got {max_proposals} and {cache_size}")
         self.max_proposals = max_proposals
-        self.scale, self.sigma, self.min_size = scale, sigma, min_size
+        self.scales, self.sigma, self.min_size = tuple(float(k) for k in scales), sigma, min_size
         self.min_box_size = min_box_size
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).reshape(-1, 1, 1).clone(),
                              persistent=False)
@@ -59,16 +60,16 @@ class SelectiveSearchProposals(nn.Module):
     def proposals(self, image: np.ndarray) -> Tensor:
         """Boxes [K, 4] (CPU float32) of one (H, W, 3) image in [0, 1], from the cache if seen."""
         image = np.ascontiguousarray(image, dtype=np.float32)
-        key = hashlib.sha1(image.tobytes()).hexdigest() + f"|{image.shape}|{self.scale}|{self.sigma}|{self.min_size}"
+        key = hashlib.sha1(image.tobytes()).hexdigest() + f"|{image.shape}|{self.scales}|{self.sigma}|{self.min_size}"
         boxes = self._cache.get(key)
         if boxes is not None:
             self._cache.move_to_end(key)
         else:
             # imported here: selective search (and scikit-image) is only needed when it runs
-            from vision.detection.selective_search import selective_search
+            from vision.detection.selective_search import selective_search_fast
 
-            boxes = torch.as_tensor(selective_search(image, scale=self.scale, sigma=self.sigma,
-                                                     min_size=self.min_size), dtype=torch.float32).reshape(-1, 4)
+            boxes = torch.as_tensor(selective_search_fast(image, scales=self.scales, sigma=self.sigma,
+                                                          min_size=self.min_size), dtype=torch.float32).reshape(-1, 4)
             if self.cache_size:
                 self._cache[key] = boxes
                 while len(self._cache) > self.cache_size:
@@ -119,7 +120,7 @@ def fast_rcnn(
     std: Sequence[float] = (0.25, 0.25, 0.25),
     proposals: nn.Module | None = None,  # a ProposalStage; None: selective search (below)
     max_proposals: int = 300,  # selective-search boxes kept per image (the paper: 2000 at ~500 px)
-    ss_scale: float = 100.0,  # Felzenszwalb scale of selective search (larger: fewer, larger regions)
+    ss_scales: Sequence[float] = (50.0, 100.0),  # Felzenszwalb scales of selective search (fast mode)
     ss_sigma: float = 0.8,  # Gaussian smoothing before segmentation
     ss_min_size: int = 10,  # smallest initial segment, px
     roi_output_size: int = 7,  # RoI max pooling output, 7x7 cells (the paper's)
@@ -143,7 +144,7 @@ def fast_rcnn(
     body = make_backbone(backbone, backbone_kwargs)
     transform = DetectionTransform(size=(image_size, image_size), mean=mean, std=std)
     if proposals is None:
-        proposals = SelectiveSearchProposals(max_proposals=max_proposals, scale=ss_scale, sigma=ss_sigma,
+        proposals = SelectiveSearchProposals(max_proposals=max_proposals, scales=ss_scales, sigma=ss_sigma,
                                              min_size=ss_min_size, mean=mean, std=std)
     roi_heads = RoIHeads(
         box_roi_pool=RoIPool(roi_output_size, kind="max"),
