@@ -212,13 +212,15 @@ def test_warp_keeps_the_box_inside_its_context_margin() -> None:
 def test_proposals_are_cached_by_image_bytes(monkeypatch) -> None:
     model = _tiny_rcnn()
     calls = []
-    real = rcnn_module.selective_search_fast
+    import vision.detection.selective_search as ss
+
+    real = ss.selective_search_fast
 
     def counting(image, **kw):
         calls.append(1)
         return real(image, **kw)
 
-    monkeypatch.setattr(rcnn_module, "selective_search_fast", counting)
+    monkeypatch.setattr(ss, "selective_search_fast", counting)
     images, _ = _squares(2, seed=2)
     batch, _, _ = model.transform(images)
     first = model.proposals(batch[0])

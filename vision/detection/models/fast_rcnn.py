@@ -10,82 +10,17 @@ images every epoch and selective search costs far more than the network.
 
 from __future__ import annotations
 
-import hashlib
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-import torch
-from torch import Tensor, nn
+from torch import nn
 
-from textcnn.errors import TextCNNError
-from vision.detection.base import DetectionTransform, Target
+from vision.detection.base import DetectionTransform
 from vision.detection.generalized_rcnn import GeneralizedRCNN, ProposalStage
 from vision.detection.models.faster_rcnn import make_backbone
 from vision.detection.registry import register_detector
 from vision.detection.roi_heads import FastRCNNPredictor, RoIHeads, RoIPool, TwoMLPHead
-
-
-class SelectiveSearchProposals(nn.Module):
-    """Selective search as a proposal stage: `(batch, features, targets) -> (boxes per image, {})`.
-
-    The normalised batch is mapped back to [0, 1] with `mean` / `std` (the detector's transform),
-    each image goes through `vision.detection.selective_search.selective_search_fast(scales,
-    sigma, min_size)` (the paper's fast mode: several scales and similarity sets), boxes
-    thinner than `min_box_size` px are dropped and the first `max_proposals` (selective
-    search's own ranking, whole regions first) are kept. Results are cached per image,
-    keyed by a hash of its pixels and the settings, in an LRU of at most `cache_size` images
-    (0: no cache); `clear_cache()` empties it, e.g. before timing inference.
-    """
-
-    def __init__(self, *, max_proposals: int = 300, scales: Sequence[float] = (50.0, 100.0), sigma: float = 0.8,
-                 min_size: int = 10, min_box_size: float = 2.0,
-                 mean: Sequence[float] | Tensor = (0.5, 0.5, 0.5),
-                 std: Sequence[float] | Tensor = (0.25, 0.25, 0.25), cache_size: int = 50_000) -> None:
-        super().__init__()
-        if max_proposals < 1 or cache_size < 0:
-            raise TextCNNError(f"SelectiveSearchProposals: expected max_proposals >= 1 and "
-                               f"cache_size >= 0, got {max_proposals} and {cache_size}")
-        self.max_proposals = max_proposals
-        self.scales, self.sigma, self.min_size = tuple(float(k) for k in scales), sigma, min_size
-        self.min_box_size = min_box_size
-        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).reshape(-1, 1, 1).clone(),
-                             persistent=False)
-        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).reshape(-1, 1, 1).clone(),
-                             persistent=False)
-        self.cache_size = cache_size
-        self._cache: OrderedDict[str, Tensor] = OrderedDict()
-
-    def proposals(self, image: np.ndarray) -> Tensor:
-        """Boxes [K, 4] (CPU float32) of one (H, W, 3) image in [0, 1], from the cache if seen."""
-        image = np.ascontiguousarray(image, dtype=np.float32)
-        key = hashlib.sha1(image.tobytes()).hexdigest() + f"|{image.shape}|{self.scales}|{self.sigma}|{self.min_size}"
-        boxes = self._cache.get(key)
-        if boxes is not None:
-            self._cache.move_to_end(key)
-        else:
-            # imported here: selective search (and scikit-image) is only needed when it runs
-            from vision.detection.selective_search import selective_search_fast
-
-            boxes = torch.as_tensor(selective_search_fast(image, scales=self.scales, sigma=self.sigma,
-                                                          min_size=self.min_size), dtype=torch.float32).reshape(-1, 4)
-            if self.cache_size:
-                self._cache[key] = boxes
-                while len(self._cache) > self.cache_size:
-                    self._cache.popitem(last=False)
-        wide = (boxes[:, 2] - boxes[:, 0] >= self.min_box_size) & (boxes[:, 3] - boxes[:, 1] >= self.min_box_size)
-        return boxes[wide][: self.max_proposals]
-
-    def clear_cache(self) -> None:
-        """Forget every cached image (e.g. before timing inference on images seen before)."""
-        self._cache.clear()
-
-    def forward(self, batch: Tensor, features: Tensor | None = None, targets: list[Target] | None = None
-                ) -> tuple[list[Tensor], dict[str, Tensor]]:
-        images = (batch.detach() * self.std + self.mean).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
-        boxes = [self.proposals(image).to(device=batch.device, dtype=batch.dtype) for image in images]
-        return boxes, {}
+from vision.detection.selective_search import SelectiveSearchProposals
 
 
 class FastRCNN(GeneralizedRCNN):

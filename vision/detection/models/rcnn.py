@@ -26,8 +26,6 @@ paper; the crops go through the CNN in batches of `region_batch`.
 
 from __future__ import annotations
 
-import hashlib
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -48,7 +46,7 @@ from vision.detection.base import (
     empty_detections,
 )
 from vision.detection.registry import register_detector
-from vision.detection.selective_search import selective_search_fast
+from vision.detection.selective_search import SelectiveSearchProposals
 from vision.ops import (
     BalancedPositiveNegativeSampler,
     BoxCoder,
@@ -168,11 +166,12 @@ class RCNN(Detector):
         self.backbone = backbone
         self.warp_size = warp_size
         self.context = context
-        self.proposal_kwargs = dict(proposal_kwargs or {})
         self.max_proposals = max_proposals
         self.min_proposal_size = min_proposal_size
-        self.proposal_cache_size = proposal_cache_size
-        self._proposal_cache: OrderedDict[str, Tensor] = OrderedDict()
+        # proposal_kwargs: scales, sigma, min_size of selective search (fast mode)
+        self.proposal_stage = SelectiveSearchProposals(
+            max_proposals=max_proposals, min_box_size=min_proposal_size, mean=mean, std=std,
+            cache_size=proposal_cache_size, **(proposal_kwargs or {}))
         self.sampler = BalancedPositiveNegativeSampler(regions_per_image, positive_fraction)
         self.fg_iou = fg_iou
         self.svm_negative_iou, self.svm_C, self.svm_rounds = svm_negative_iou, svm_C, svm_rounds
@@ -206,24 +205,9 @@ class RCNN(Detector):
     # -- proposals and region features -----------------------------------------------------------
 
     def proposals(self, image: Tensor) -> Tensor:
-        """Selective search boxes [K, 4] of one normalised image [3, H, W], cached by a hash of
-        the image's bytes (proposals are the slow, gradient-free part)."""
-        data = image.detach().float().cpu().contiguous()
-        key = hashlib.blake2b(data.numpy().tobytes(), digest_size=16).hexdigest() + str(tuple(data.shape))
-        boxes = self._proposal_cache.get(key)
-        if boxes is None:
-            pixels = (data * self.transform.std.cpu() + self.transform.mean.cpu()).clamp(0, 1)
-            found = selective_search_fast(pixels.permute(1, 2, 0).numpy().astype(np.float64),
-                                          **self.proposal_kwargs)
-            boxes = torch.from_numpy(found)
-            wh = boxes[:, 2:] - boxes[:, :2]
-            boxes = boxes[(wh >= self.min_proposal_size).all(dim=1)][:self.max_proposals]
-            self._proposal_cache[key] = boxes
-            if len(self._proposal_cache) > self.proposal_cache_size:
-                self._proposal_cache.popitem(last=False)
-        else:
-            self._proposal_cache.move_to_end(key)
-        return boxes.to(image.device)
+        """Selective search boxes [K, 4] of one normalised image [3, H, W], cached per image
+        (proposals are the slow, gradient-free part)."""
+        return self.proposal_stage(image[None])[0][0]
 
     def warp(self, batch: Tensor, boxes: Sequence[Tensor]) -> Tensor:
         """Crops [R, 3, S, S] of `boxes` (one [K_i, 4] per image), each box grown so that after
