@@ -61,11 +61,17 @@ def train_one(name: str, recipe_file: str, runs: Path, threads: int, overrides: 
     shutil.rmtree(runs / name, ignore_errors=True)
     outcome = train_detection_recipe(data, source=str(path), out_dir=runs / name)
     m = outcome.metrics
-    return {"detector": name, "recipe": f"recipes/vision/{recipe_file}", "model_dir": str(outcome.model_dir),
+    return {"detector": name, "recipe": f"recipes/vision/{recipe_file}", "model_dir": _relative(outcome.model_dir),
             "map_50": m["test_map_50"], "coco_map": m.get("test_coco_map"), "ap_50": m["test_ap_50"],
             "train_seconds": m["train_seconds"], "post_fit_seconds": m["post_fit_seconds"],
             "epochs_run": m["epochs_run"], "best_epoch": m["best_epoch"], "val_map_50": m.get("val_map_50"),
             "parameters": m["parameters"], "seed": m["seed"]}
+
+
+def _relative(path: Path) -> str:
+    """`path` relative to the repository when inside it (the JSON is committed)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def time_per_image(model_dir: str, images: list[torch.Tensor], warmup: list[torch.Tensor]) -> dict:
@@ -158,9 +164,9 @@ def main() -> None:
         results.update(test_images=len(test), timing_images=len(images))
         for name, _, _ in DETECTORS:
             r = results["detectors"].get(name)
-            if r is not None and Path(r["model_dir"]).is_dir() and (args.only is None or name in args.only
+            if r is not None and (REPO / r["model_dir"]).is_dir() and (args.only is None or name in args.only
                                                                      or name not in results["timing"]):
-                results["timing"][name] = time_per_image(r["model_dir"], images, warmup)
+                results["timing"][name] = time_per_image(str(REPO / r["model_dir"]), images, warmup)
                 print(f"{name}: {results['timing'][name]['median_ms']:.1f} ms / image", flush=True)
     atomic_write_json(json_path, results)
     md = markdown(results)
