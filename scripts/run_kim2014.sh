@@ -15,7 +15,7 @@ R=recipes/kim2014
 # the pretrained-vector variants: the first three folds of the CV datasets, the given splits
 "${B[@]}" $R/mr.yaml $R/subj.yaml $R/trec.yaml --folds 3 --only '*word2vec*' --only '*minilm*'
 # SST trained on phrases with pretrained variants; the sentence-only rows beside them
-"${B[@]}" $R/sst2.yaml $R/sst1.yaml --only '*/non-static-word2vec' --only '*/static-minilm'
+"${B[@]}" $R/sst2.yaml $R/sst1.yaml --only '*/non-static-word2vec' --only '*/static-minilm' --only '*/non-static-minilm'
 "${B[@]}" $R/sst1-sentences.yaml $R/sst2-sentences.yaml
 # CNN-rand on the given splits with two more training seeds: their rows show mean +- std too
 "${B[@]}" $R/sst1.yaml $R/trec.yaml --only 'sst1/rand*' --only 'trec/rand*' --seeds 0,1,2
