@@ -135,11 +135,12 @@ def evaluate_model(model: str | Path, data_file: str | Path | None, *, data_form
     """Accuracy, macro-F1, per-class report and confusion matrix of `model` on labelled data
     (for an image model, `data_file` may be None: the test split of its own data). A detector
     gives VOC and COCO mAP instead (see `vision.detection.pipeline.detection_report`)."""
-    if model_kind(model) == "detector":
+    kind = model_kind(model)  # reads config.json: once
+    if kind == "detector":
         from vision.detection.pipeline import evaluate_detector
 
         return evaluate_detector(model, None if data_file is None else str(data_file))
-    if model_kind(model) == "image-classifier":
+    if kind == "image-classifier":
         from vision.pipeline import evaluate_image_model
 
         return evaluate_image_model(model, None if data_file is None else str(data_file))
@@ -177,10 +178,11 @@ def visualize_model(model: str | Path, out_dir: str | Path, *, data_file: str | 
     """Pictures of what a model's filters respond to (Zeiler & Fergus): for an image model, the
     first-layer filter grid, activation maps and top patches; for a text model, the top-scoring
     n-grams per feature map (read from `data_file`) and the training curve."""
-    if model_kind(model) == "detector":
+    kind = model_kind(model)
+    if kind == "detector":
         raise TextCNNError(f"visualize: {model} is a detector; draw its detections with "
                            "`textcnn predict MODEL IMAGE --out DIR`")
-    if model_kind(model) == "image-classifier":
+    if kind == "image-classifier":
         from vision.pipeline import visualize
 
         return visualize(model, out_dir, data_spec=None if data_file is None else str(data_file),

@@ -272,7 +272,7 @@ def evaluation_data(meta: dict[str, Any], data_spec: str | None) -> DetectionDat
         if test is None:
             raise TextCNNError("evaluate: the model's data has no test split; give --data")
         return test
-    data = load_coco(data_spec, Path(data_spec).parent) if data_spec.endswith(".json") else load_voc(data_spec)
+    data = _load_annotations("coco" if data_spec.endswith(".json") else "voc", data_spec, None)
     if list(data.classes) != list(meta["classes"]):
         raise TextCNNError(f"{data_spec}: expected the model's classes {meta['classes']}, got {list(data.classes)}")
     return data
