@@ -15,6 +15,7 @@ import io
 import json
 import multiprocessing
 import os
+import re
 import signal
 import statistics
 from collections.abc import Callable, Sequence
@@ -123,19 +124,9 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _run_one(run: RunSpec, out_dir: str, threads: int | None) -> dict[str, Any]:
-    """Train and test one run (in a worker process); returns its results.jsonl row."""
-    from textcnn.pipeline import train_recipe
-
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    recipe = text_recipe(run.recipe, source=run.source)
-    if threads:
-        recipe.train.threads = threads
-    outcome = train_recipe(recipe, Path(out_dir) / "runs" / run.name)
-    m = outcome.metrics
+def _row(run: RunSpec, recipe, metrics: dict[str, Any], threads: int | None) -> dict[str, Any]:
+    """A finished run's results.jsonl row."""
+    m = metrics
     return {"run": run.name, "dataset": recipe.data.dataset or recipe.data.train,
             "model": model_label(recipe), "variant": recipe.model.variant,
             "vectors": recipe.embeddings.path if recipe.model.arch == "kim-cnn" and
@@ -145,7 +136,49 @@ def _run_one(run: RunSpec, out_dir: str, threads: int | None) -> dict[str, Any]:
             "accuracy": m.get("test_accuracy"), "macro_f1": m.get("test_macro_f1"),
             "dev_accuracy": m.get("dev_accuracy"), "epochs_run": m.get("epochs_run"),
             "best_epoch": m.get("best_epoch"), "train_seconds": m.get("train_seconds"),
-            "wall_seconds": m.get("wall_seconds"), "machine": machine_description(recipe.train.device, threads), "source": run.source}
+            "wall_seconds": m.get("wall_seconds"), "fold_batched": m.get("fold_batched"),
+            "machine": machine_description(recipe.train.device, threads), "source": run.source}
+
+
+def _run_task(runs: list[RunSpec], out_dir: str, threads: int | None) -> list[dict[str, Any]]:
+    """Train and test one run, or a group of folds as one batched model (in a worker process);
+    returns their results.jsonl rows."""
+    from textcnn.pipeline import train_fold_recipes, train_recipe
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    recipes = [text_recipe(run.recipe, source=run.source) for run in runs]
+    for recipe in recipes:
+        if threads:
+            recipe.train.threads = threads
+    dirs = [Path(out_dir) / "runs" / run.name for run in runs]
+    outcomes = (train_fold_recipes(recipes, dirs) if len(runs) > 1
+                else [train_recipe(recipes[0], dirs[0])])
+    return [_row(run, recipe, outcome.metrics, threads)
+            for run, recipe, outcome in zip(runs, recipes, outcomes)]
+
+
+def fold_groups(runs: Sequence[RunSpec], *, fold_batched: bool) -> list[list[RunSpec]]:
+    """The batch's tasks: one run each, or with `fold_batched` the Kim CNN folds of one
+    cross-validation recipe (and seed) together, to train as one batched model."""
+    if not fold_batched:
+        return [[run] for run in runs]
+    groups: dict[str, list[RunSpec]] = {}
+    tasks: list[list[RunSpec]] = []
+    for run in runs:
+        recipe = text_recipe(run.recipe, source=run.source)
+        cv = recipe.data.dataset and get_benchmark(recipe.data.dataset).cv
+        if recipe.model.arch != "kim-cnn" or not cv:
+            tasks.append([run])
+            continue
+        key = re.sub(r"/fold=\d+", "", run.name)
+        if key not in groups:
+            groups[key] = []
+            tasks.append(groups[key])
+        groups[key].append(run)
+    return tasks
 
 
 def machine_description(device: str, threads: int | None) -> str:
@@ -166,13 +199,14 @@ def machine_description(device: str, threads: int | None) -> str:
     return f"cpu: {cpu}, {os.cpu_count()} cores, {threads or torch.get_num_threads()} torch thread(s)"
 
 
-def _run_guarded(task: tuple[RunSpec, str, int | None]) -> tuple[RunSpec, dict | None, str | None]:
-    """`_run_one` in a worker: a failure comes back as a message, so the other runs go on."""
-    run, out_dir, threads = task
+def _run_guarded(task: tuple[list[RunSpec], str, int | None]) -> list[tuple[RunSpec, dict | None, str | None]]:
+    """`_run_task` in a worker: a failure comes back as a message, so the other runs go on."""
+    runs, out_dir, threads = task
     try:
-        return run, _run_one(run, out_dir, threads), None
+        return [(run, row, None) for run, row in zip(runs, _run_task(runs, out_dir, threads))]
     except Exception as exc:  # noqa: BLE001 - reported per run; the batch goes on
-        return run, None, f"{type(exc).__name__}: {exc}" if not isinstance(exc, TextCNNError) else str(exc)
+        error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, TextCNNError) else str(exc)
+        return [(run, None, error) for run in runs]
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -195,8 +229,12 @@ def model_label(recipe) -> str:
 
 def run_batch(paths: Sequence[str | Path], out_dir: str | Path, *, jobs: int = 1,
               folds: int | None = None, only: Sequence[str] = (), overrides: Sequence[str] = (),
-              seeds: Sequence[int] = (), progress: bool = True, echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Run every pending run of the recipes into `out_dir`; write the tables; return all rows."""
+              seeds: Sequence[int] = (), fold_batched: bool = False, progress: bool = True,
+              echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Run every pending run of the recipes into `out_dir`; write the tables; return all rows.
+
+    With `fold_batched`, the Kim CNN folds of each cross-validation recipe train as one batched
+    model (`textcnn.pipeline.train_fold_recipes`), one task per recipe; meant for a GPU."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     runs = plan_runs(paths, overrides=overrides, folds=folds, only=only, seeds=seeds)
@@ -219,25 +257,28 @@ def run_batch(paths: Sequence[str | Path], out_dir: str | Path, *, jobs: int = 1
         bar.update(1)
 
     try:
+        tasks = fold_groups(pending, fold_batched=fold_batched)
         if jobs <= 1:
-            for run in pending:
-                bar.set_postfix_str(run.name)
+            for task in tasks:
+                bar.set_postfix_str(task[0].name if len(task) == 1 else f"{task[0].name} +{len(task) - 1}")
                 try:
-                    row = _run_one(run, str(out), None)
+                    rows = _run_task(task, str(out), None)
                 except (TextCNNError, FloatingPointError) as exc:
-                    finish(run, None, exc)
+                    for run in task:
+                        finish(run, None, exc)
                 else:
-                    finish(run, row, None)
+                    for run, row in zip(task, rows):
+                        finish(run, row, None)
         else:
-            # A fresh spawned process per run; leaving the `with` block (also on an interrupt or
+            # A fresh spawned process per task; leaving the `with` block (also on an interrupt or
             # SIGTERM) terminates the workers, so none is left running without its parent.
             ctx = multiprocessing.get_context("spawn")
             previous = signal.signal(signal.SIGTERM, _raise_interrupt)
             try:
                 with ctx.Pool(processes=jobs, maxtasksperchild=1) as pool:
-                    tasks = [(run, str(out), threads) for run in pending]
-                    for run, row, error in pool.imap_unordered(_run_guarded, tasks):
-                        finish(run, row, error)
+                    for outcomes in pool.imap_unordered(_run_guarded, [(t, str(out), threads) for t in tasks]):
+                        for run, row, error in outcomes:
+                            finish(run, row, error)
             finally:
                 signal.signal(signal.SIGTERM, previous)
     finally:

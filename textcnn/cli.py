@@ -181,9 +181,11 @@ def predict(model: str, texts: tuple[str, ...], input_file, top_k: int, out_form
               help="Override a key in every recipe (repeatable).")
 @click.option("--seeds", metavar="N,N,...", help="Repeat every run once per training seed, e.g. 0,1,2 "
               "(the table averages over them).")
+@click.option("--fold-batched", is_flag=True, help="Train the Kim CNN folds of each cross-validation "
+              "recipe as one batched model (fast on a GPU, slower on a CPU).")
 @user_errors
 def batch(recipes: tuple[str, ...], out: str, jobs: int, folds: int | None, only: tuple[str, ...],
-          overrides: tuple[str, ...], seeds: str | None) -> None:
+          overrides: tuple[str, ...], seeds: str | None, fold_batched: bool) -> None:
     """Run every run of RECIPES (files or directories) and tabulate the results.
 
     Resumable: rerun with the same --out and finished runs are skipped.
@@ -192,6 +194,8 @@ def batch(recipes: tuple[str, ...], out: str, jobs: int, folds: int | None, only
     Example:
       textcnn batch recipes/kim2014 --out runs/kim2014 --folds 1 --set train.epochs=2
       textcnn batch recipes/kim2014/trec.yaml --out runs/trec --only 'trec/rand' --seeds 0,1,2
+      textcnn batch recipes/kim2014/mr.yaml --out runs/mr --only 'mr/rand/*' --fold-batched \\
+        --set train.device=cuda
     """
     from textcnn.batch import run_batch
 
@@ -200,7 +204,7 @@ def batch(recipes: tuple[str, ...], out: str, jobs: int, folds: int | None, only
     except ValueError:
         raise UserError(f"--seeds: expected comma-separated integers such as 0,1,2, got '{seeds}'") from None
     run_batch(recipes, out, jobs=jobs, folds=folds, only=only, overrides=overrides, seeds=seed_list,
-              echo=click.echo)
+              fold_batched=fold_batched, echo=click.echo)
     click.echo(Path(out, "table.md").read_text(encoding="utf-8"))
 
 

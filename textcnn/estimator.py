@@ -137,6 +137,31 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X: Iterable[str], y: Sequence[Any], *, X_dev: Iterable[str] | None = None,
             y_dev: Sequence[Any] | None = None) -> TextCNNClassifier:
         """Train on texts `X` with labels `y`; select the best epoch on (X_dev, y_dev) or a holdout."""
+        train_texts, train_targets, dev_texts, dev_targets, vectors = self._prepare(X, y, X_dev, y_dev)
+        dim = vectors.shape[1] if vectors is not None else self.embedding_dim
+        # The CPU fast path: only a mini-batch's words get gradients and LazyAdadelta updates those
+        # rows alone; on CUDA the dense update is cheaper than the extra kernel launches.
+        sparse = self.fast and self.optimizer == "adadelta" and resolve_device(self.device).type == "cpu"
+        self.model_config_ = KimCNNConfig(
+            vocab_size=self.tokenizer_.vocab_size, num_classes=len(self.classes_), embedding_dim=dim,
+            variant=self.variant, widths=list(self.widths), maps=self.maps, dropout=self.dropout,
+            max_norm=self.max_norm, pad_id=self.tokenizer_.pad_id,
+            sparse=sparse)
+        torch.manual_seed(self.seed)
+        self.model_ = KimCNN(self.model_config_, vectors=vectors)
+        self.projected_ = None
+        self.fit_result_ = self._train(train_texts, train_targets, dev_texts, dev_targets)
+        self.model_.cpu().eval()
+        return self
+
+    def _prepare(self, X: Iterable[str], y: Sequence[Any], X_dev: Iterable[str] | None,
+                 y_dev: Sequence[Any] | None) -> tuple[list[str], torch.Tensor, list[str],
+                                                       torch.Tensor | None, torch.Tensor | None]:
+        """Labels, the train/dev split, the tokenizer and the vectors: everything `fit` does
+        before training (also used by `textcnn.fold_batched.fit_fold_classifiers`).
+
+        Sets `label_map_`, `classes_` and `tokenizer_`; returns (train texts, train targets, dev
+        texts, dev targets or None, the embedding table or None)."""
         texts = _as_texts(X, "X")
         labels = list(y)
         if len(texts) != len(labels):
@@ -164,21 +189,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
 
         torch.manual_seed(self.seed)
         self.tokenizer_, vectors = self._tokenizer_and_vectors(train_texts)
-        dim = vectors.shape[1] if vectors is not None else self.embedding_dim
-        # The CPU fast path: only a mini-batch's words get gradients and LazyAdadelta updates those
-        # rows alone; on CUDA the dense update is cheaper than the extra kernel launches.
-        sparse = self.fast and self.optimizer == "adadelta" and resolve_device(self.device).type == "cpu"
-        self.model_config_ = KimCNNConfig(
-            vocab_size=self.tokenizer_.vocab_size, num_classes=len(self.classes_), embedding_dim=dim,
-            variant=self.variant, widths=list(self.widths), maps=self.maps, dropout=self.dropout,
-            max_norm=self.max_norm, pad_id=self.tokenizer_.pad_id,
-            sparse=sparse)
-        torch.manual_seed(self.seed)
-        self.model_ = KimCNN(self.model_config_, vectors=vectors)
-        self.projected_ = None
-        self.fit_result_ = self._train(train_texts, train_targets, dev_texts, dev_targets)
-        self.model_.cpu().eval()
-        return self
+        return train_texts, train_targets, dev_texts, dev_targets, vectors
 
     def _tokenizer_and_vectors(self, train_texts: list[str]) -> tuple[WordTokenizer, torch.Tensor | None]:
         """The tokenizer, and the embedding table for the non-rand variants."""

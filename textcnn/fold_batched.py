@@ -39,8 +39,10 @@ textcnn/projection.py).
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -595,14 +597,134 @@ def _dev_accuracy(model: FoldBatchedKimCNN, data: _Packed,
     return (correct / sizes).tolist()
 
 
+# -- folds of classifiers ---------------------------------------------------------------------------
+FoldTexts = tuple[Sequence[str], Sequence[Any], Sequence[str] | None, Sequence[Any] | None]
+"""One fold for `fit_fold_classifiers`: (train texts, train labels, dev texts or None, dev labels)."""
+
+
+def _check_fold_params(clf: Any) -> None:
+    """The estimator settings `fit_folds` has no equivalent for, as one clear error."""
+    unsupported = {"patience": None, "class_weight": None, "label_smoothing": 0.0, "multi_label": False}
+    for name, plain in unsupported.items():
+        if getattr(clf, name) != plain:
+            raise TextCNNError(f"fold-batched training: expected {name}={plain!r} (not supported when "
+                               f"the folds train as one model), got {getattr(clf, name)!r}")
+    if clf.optimizer not in FOLD_OPTIMIZERS:
+        raise TextCNNError(f"fold-batched training: expected an optimizer in "
+                           f"{', '.join(FOLD_OPTIMIZERS)}, got '{clf.optimizer}'")
+
+
+@torch.no_grad()
+def shrink_vocab(model: KimCNN, vocab_size: int) -> KimCNN:
+    """A copy of `model` whose embedding tables keep their first `vocab_size` rows only.
+
+    `fit_fold_classifiers` trains each fold in its own tokenizer's id space, padded to the largest
+    fold vocabulary; the rows past a fold's vocabulary are never looked up, so dropping them
+    leaves every logit the same."""
+    config = replace(model.config, vocab_size=vocab_size, sparse=False)
+    with torch.random.fork_rng(devices=[]):
+        small = KimCNN(config, vectors=torch.zeros(vocab_size, config.embedding_dim))
+    state = model.state_dict()
+    for name, emb in small.named_modules():
+        if isinstance(emb, nn.Embedding):
+            state[f"{name}.weight"] = state[f"{name}.weight"][:vocab_size]
+    small.load_state_dict(state)
+    return small.train(model.training)
+
+
+def fit_fold_classifiers(params: dict[str, Any], folds: Sequence[FoldTexts]) -> list[Any]:
+    """K `TextCNNClassifier(**params)`, fold k fitted on `folds[k]`, all trained as one model.
+
+    Each fold gets what `TextCNNClassifier.fit` would give it before training (its own labels,
+    dev split, tokenizer trained on its own text and vectors, e.g. in-domain word2vec), and
+    the initial weights `fit` would draw (`torch.manual_seed(seed)`). The folds then train
+    together with `fit_folds`, each in its own tokenizer's id space (tables padded to the
+    largest vocabulary), and each classifier gets its fold's best-epoch weights, its
+    `fit_result_` (best epoch, dev metrics of the returned model, per-epoch history) and
+    `fit_result_.seconds` = the shared training time / K. Early stopping (`patience`), class
+    weights, label smoothing and multi-label are not supported here and raise an error.
+    """
+    from textcnn.core.engine import FitResult
+    from textcnn.estimator import TextCNNClassifier
+    from textcnn.metrics import selection_metrics
+
+    if not folds:
+        raise TextCNNError("fit_fold_classifiers: expected at least one fold, got none")
+    def prepare(fold: FoldTexts) -> tuple[Any, tuple]:
+        clf = TextCNNClassifier(**params)
+        _check_fold_params(clf)
+        return clf, clf._prepare(*fold)
+
+    # Each fold's tokenizer and vectors (in-domain word2vec: seconds per fold) are independent;
+    # gensim and tokenizers release the GIL, so threads prepare the folds side by side.
+    with ThreadPoolExecutor(max_workers=min(len(folds), os.cpu_count() or 1)) as pool:
+        prepared = list(pool.map(prepare, folds))
+    clfs, train, dev, tables, dev_sets = [], [], [], [], []
+    for clf, (train_texts, train_targets, dev_texts, dev_targets, vectors) in prepared:
+        clfs.append(clf)
+        train.append((clf.tokenizer_.encode_batch(train_texts), train_targets.tolist()))
+        dev.append((clf.tokenizer_.encode_batch(dev_texts), dev_targets.tolist())
+                   if dev_targets is not None else None)
+        dev_sets.append((dev_texts, dev_targets))
+        tables.append(vectors)
+    first = clfs[0]
+    classes = [len(c.classes_) for c in clfs]
+    if len(set(classes)) > 1:
+        raise TextCNNError(f"fold-batched training: expected every fold to have the same classes, got "
+                           f"{classes} classes")
+    if len({d is None for d in dev}) > 1:
+        raise TextCNNError("fold-batched training: expected dev data for every fold or for none")
+    sizes = [c.tokenizer_.vocab_size for c in clfs]
+    pads = {c.tokenizer_.pad_id for c in clfs}
+    if len(pads) > 1:
+        raise TextCNNError(f"fold-batched training: expected one [PAD] id in every fold, got {sorted(pads)}")
+    vocab = max(sizes)
+    dim = tables[0].shape[1] if tables[0] is not None else first.embedding_dim
+    config = KimCNNConfig(vocab_size=vocab, num_classes=classes[0], embedding_dim=dim,
+                          variant=first.variant, widths=list(first.widths), maps=first.maps,
+                          dropout=first.dropout, max_norm=first.max_norm, pad_id=pads.pop())
+    start_models = []
+    for table in tables:
+        padded = None
+        if table is not None:
+            padded = torch.zeros(vocab, dim)
+            padded[: len(table)] = table
+        torch.manual_seed(first.seed)  # as `fit` seeds each fold's initial weights
+        start_models.append(KimCNN(config, vectors=padded))
+    fit = FoldFitConfig(epochs=first.epochs, batch_size=first.batch_size, optimizer=first.optimizer,
+                        lr=first.lr, seed=first.seed, device=first.device, bucket=first.fast,
+                        unk_id=None)  # each fold's own tokenizer already maps its unseen words
+    if first.threads:
+        torch.set_num_threads(first.threads)
+    result = fit_folds(config, train, None if dev[0] is None else dev, fit, models=start_models)
+    seconds = sum(r["train_seconds"] for r in result.history) / len(folds)
+    for k, (clf, size) in enumerate(zip(clfs, sizes)):
+        clf.model_config_ = replace(config, vocab_size=size)
+        clf.model_ = shrink_vocab(result.models[k], size).eval()
+        clf.projected_ = None
+        dev_texts, dev_targets = dev_sets[k]
+        best = {}
+        if dev_targets is not None:  # the returned float32 model's own dev figures
+            scores = clf._scores(clf.model_, clf.tokenizer_.encode_batch(dev_texts), torch.device("cpu"))
+            best = selection_metrics(dev_targets.numpy(), clf._decide(scores))
+        history = [{"epoch": r["epoch"], "train_loss": r["train_loss"][k],
+                    **({"dev_accuracy": r["dev_accuracy"][k]} if "dev_accuracy" in r else {}),
+                    "train_seconds": r["train_seconds"] / len(folds)} for r in result.history]
+        clf.fit_result_ = FitResult(best_epoch=result.best_epochs[k], best_metrics=best,
+                                    epochs_run=len(result.history), seconds=seconds, history=history)
+    return clfs
+
+
 __all__ = [
     "FOLD_OPTIMIZERS",
     "FoldBatchedKimCNN",
     "FoldFitConfig",
     "FoldsFitResult",
+    "fit_fold_classifiers",
     "fit_folds",
     "fold_epoch_plan",
     "fold_max_norm_",
     "known_word_mask",
     "map_unseen",
+    "shrink_vocab",
 ]

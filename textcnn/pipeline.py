@@ -52,6 +52,43 @@ def train_recipe(recipe: TextRecipe, out_dir: str | Path) -> TrainOutcome:
     start = time.perf_counter()
     dev_texts, dev_labels = splits.dev if splits.dev is not None else (None, None)
     clf.fit(*splits.train, X_dev=dev_texts, y_dev=dev_labels)
+    return _report_and_save(recipe, clf, splits, out_dir, resolved, time.perf_counter() - start)
+
+
+def train_fold_recipes(recipes: list[TextRecipe], out_dirs: list[Path]) -> list[TrainOutcome]:
+    """Train the folds of one cross-validation recipe as one batched model (on a GPU: one
+    forward and backward pass serves every fold; see `textcnn.fold_batched`).
+
+    `recipes` differ only in `data.fold`; each fold gets the splits, tokenizer, vectors, outputs
+    and figures `train_recipe` would give it, with `fold_batched` (the number of folds trained
+    together) in its metrics and `train_seconds` the shared training time divided among them."""
+    from textcnn.fold_batched import fit_fold_classifiers
+
+    if not recipes or len(recipes) != len(out_dirs):
+        raise TextCNNError(f"train_fold_recipes: expected one output directory per recipe, got "
+                           f"{len(recipes)} recipes and {len(out_dirs)} directories")
+    params = recipes[0].estimator_params()
+    for recipe in recipes:
+        if recipe.model.arch != "kim-cnn" or recipe.estimator_params() != params:
+            raise TextCNNError(f"train_fold_recipes: expected Kim CNN recipes that differ only in "
+                               f"data.fold, got {recipe.name!r} fold {recipe.data.fold}")
+    resolved, splits = [], []
+    for recipe, out_dir in zip(recipes, out_dirs):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        resolved.append(dump_yaml(to_dict(recipe)))
+        atomic_write_text(out_dir / "recipe.yaml", resolved[-1])
+        splits.append(recipe_splits(recipe.data, seed=recipe.train.seed))
+    start = time.perf_counter()
+    clfs = fit_fold_classifiers(params, [(*s.train, *(s.dev if s.dev is not None else (None, None)))
+                                         for s in splits])
+    wall = (time.perf_counter() - start) / len(recipes)
+    return [_report_and_save(recipe, clf, split, out_dir, text, wall, fold_batched=len(recipes))
+            for recipe, clf, split, out_dir, text in zip(recipes, clfs, splits, out_dirs, resolved)]
+
+
+def _report_and_save(recipe: TextRecipe, clf: TextCNNClassifier, splits, out_dir: Path, resolved: str,
+                     wall_seconds: float, *, fold_batched: int | None = None) -> TrainOutcome:
+    """A fitted run's figures (dev, test, timings), its saved model and results.json."""
     fit = clf.fit_result_
     metrics: dict[str, Any] = {
         "dataset": recipe.data.dataset or recipe.data.train, "variant": recipe.model.variant,
@@ -60,7 +97,9 @@ def train_recipe(recipe: TextRecipe, out_dir: str | Path) -> TrainOutcome:
         **{f"dev_{k}": v for k, v in fit.best_metrics.items()},
         # the engine's loop time, summed over every resumed part of the run
         "train_seconds": round(fit.seconds, 2),
-        "wall_seconds": round(time.perf_counter() - start, 2)}
+        "wall_seconds": round(wall_seconds, 2)}
+    if fold_batched is not None:
+        metrics["fold_batched"] = fold_batched
     if getattr(clf, "coverage_", None) is not None:
         metrics["vector_coverage"] = round(float(clf.coverage_), 4)
     if splits.test is not None:

@@ -15,13 +15,16 @@ import importlib.util
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from gensim.models import KeyedVectors
 
 from textcnn.core.registry import resolve
 from textcnn.errors import TextCNNError
 from textcnn.tokenizer import WordTokenizer
+
+if TYPE_CHECKING:  # gensim is imported where vectors are read or trained: it is slow to import
+    from gensim.models import KeyedVectors
 
 _FASTTEXT_MAGIC = 793712314  # first int32 of a Facebook fastText .bin
 # Keyed as `resolve` normalizes names ("word2vec-bin" -> "word2vec_bin").
@@ -87,6 +90,8 @@ def load_vectors(
             f"{path}: expected word2vec-bin word vectors, got a text file "
             "(format='word2vec-text' or 'glove')"
         )
+    from gensim.models import KeyedVectors
+
     try:
         if format == "kv":
             vectors = KeyedVectors.load(str(path))

@@ -136,3 +136,31 @@ def test_bad_seeds_option_is_a_one_line_error(tmp_path):
     assert result.exit_code == 2
     assert "--seeds: expected comma-separated integers such as 0,1,2, got '0,one'" in result.output
     assert not (tmp_path / "b" / "results.jsonl").exists()
+
+
+def test_fold_batched_batch_trains_each_cv_recipes_folds_together(tmp_path, monkeypatch):
+    """--fold-batched: the CNN folds of a CV recipe are one task; rows, models and resume as usual."""
+    from textcnn import TextCNNClassifier
+
+    rng = __import__("random").Random(0)
+    words = {0: ["dull", "flat", "bad"], 1: ["fun", "sharp", "good"]}
+    lines = [f"{i % 2} {' '.join(rng.choice(words[i % 2]) for _ in range(3))} film number {i}\n"
+             for i in range(60)]
+    (tmp_path / "rt-polarity.all").write_text("".join(lines), encoding="latin-1")
+    monkeypatch.setenv("TEXTCNN_DATA_DIR", str(tmp_path))
+    out = tmp_path / "batch"
+    args = ["batch", str(KIM / "mr.yaml"), "--out", str(out), "--folds", "3", "--only", "mr/rand/*",
+            "--only", "mr/nbsvm/fold=0", "--fold-batched", "--set", "train.device=cpu", *TINY]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = {r["run"]: r for r in read_results(out / "results.jsonl")}
+    assert sorted(rows) == ["mr/nbsvm/fold=0", "mr/rand/fold=0", "mr/rand/fold=1", "mr/rand/fold=2"]
+    assert [rows[f"mr/rand/fold={k}"]["fold_batched"] for k in range(3)] == [3, 3, 3]
+    assert rows["mr/nbsvm/fold=0"]["fold_batched"] is None
+    for k in range(3):
+        row = rows[f"mr/rand/fold={k}"]
+        assert row["fold"] == k and row["epochs_run"] == 1 and 0 <= row["accuracy"] <= 1
+        clf = TextCNNClassifier.load(out / "runs" / f"mr/rand/fold={k}" / "model")
+        assert clf.model_.config.vocab_size == clf.tokenizer_.vocab_size
+    again = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert "4 already done, 0 to run" in again.output

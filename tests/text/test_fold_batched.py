@@ -294,3 +294,68 @@ def test_unseen_dev_words_map_to_unk_per_fold():
     assert map_unseen([[2, 4, 5], []], known[1], unk_id=1) == [[1, 4, 1], []]
     with pytest.raises(TextCNNError, match="token ids in 0..5"):
         known_word_mask([[[6]]], 6)
+
+
+# -- folds of classifiers (what `textcnn batch --fold-batched` trains) ------------------------------
+def toy_fold(seed, n=60):
+    """A separable two-class task: class words 'good...'/'bad...' among shared filler words;
+    each fold draws its own sentences, so the folds' vocabularies differ."""
+    rng = np.random.default_rng(seed)
+    texts, labels = [], []
+    for i in range(n):
+        label = i % 2
+        cue = ["good", "great", "fine"][rng.integers(3)] if label else ["bad", "awful", "poor"][rng.integers(3)]
+        filler = [f"w{rng.integers(40)}" for _ in range(rng.integers(2, 8))]
+        filler.insert(int(rng.integers(len(filler) + 1)), cue)
+        texts.append(" ".join(filler))
+        labels.append("pos" if label else "neg")
+    return texts, labels
+
+
+def test_shrink_vocab_keeps_every_logit():
+    from textcnn.fold_batched import shrink_vocab
+
+    model = models("multichannel", k=1)[0].eval()
+    ids = torch.randint(0, 25, (4, 9))
+    small = shrink_vocab(model, 25)
+    assert small.config.vocab_size == 25 and small.embeddings[0].weight.shape == (25, D)
+    torch.testing.assert_close(small(ids), model(ids), rtol=0, atol=0)
+
+
+def test_fit_fold_classifiers_prepares_each_fold_as_fit_does_and_learns():
+    from textcnn import TextCNNClassifier
+    from textcnn.fold_batched import fit_fold_classifiers
+
+    params = dict(epochs=20, maps=8, embedding_dim=16, widths=(1, 2), dropout=0.0, seed=3, device="cpu",
+                  verbose=False)
+    folds = [toy_fold(s) for s in range(3)]
+    dev = [toy_fold(10 + s, n=20) for s in range(3)]
+    clfs = fit_fold_classifiers(params, [(x, y, dx, dy) for (x, y), (dx, dy) in zip(folds, dev)])
+    assert len(clfs) == 3
+    for clf, (x, y), (dx, dy) in zip(clfs, folds, dev):
+        alone = TextCNNClassifier(**params)
+        alone._prepare(x, y, dx, dy)  # what `fit` builds for this fold before training
+        assert clf.tokenizer_.vocab() == alone.tokenizer_.vocab()
+        assert clf.model_.config.vocab_size == clf.tokenizer_.vocab_size
+        assert list(clf.classes_) == ["neg", "pos"]
+        fit = clf.fit_result_
+        assert fit.epochs_run == 20 and 1 <= fit.best_epoch <= 20 and len(fit.history) == 20
+        # the reported dev figures are the returned model's own
+        assert fit.best_metrics["accuracy"] == pytest.approx(clf.score(dx, dy))
+        assert fit.history[fit.best_epoch - 1]["dev_accuracy"] == pytest.approx(fit.best_metrics["accuracy"])
+        assert clf.score(x, y) >= 0.9
+    # folds trained together still differ: each has its own data and vocabulary
+    assert clfs[0].tokenizer_.vocab() != clfs[1].tokenizer_.vocab()
+
+
+def test_fit_fold_classifiers_rejects_what_it_cannot_do():
+    from textcnn.fold_batched import fit_fold_classifiers
+
+    x, y = toy_fold(0, n=10)
+    with pytest.raises(TextCNNError, match="expected patience=None .* got 2"):
+        fit_fold_classifiers(dict(patience=2, device="cpu"), [(x, y, None, None)])
+    with pytest.raises(TextCNNError, match="expected an optimizer in adadelta.*got 'adam'"):
+        fit_fold_classifiers(dict(optimizer="adam", device="cpu"), [(x, y, None, None)])
+    with pytest.raises(TextCNNError, match="same classes, got \\[2, 3\\] classes"):
+        fit_fold_classifiers(dict(device="cpu", epochs=1), [(x, y, None, None),
+                                                           (x, [*y[:-1], "third"], None, None)])
