@@ -660,9 +660,9 @@ def fit_fold_classifiers(params: dict[str, Any], folds: Sequence[FoldTexts]) -> 
     with ThreadPoolExecutor(max_workers=min(len(folds), os.cpu_count() or 1)) as pool:
         prepared = list(pool.map(prepare, folds))
     clfs, train, dev, tables, dev_sets = [], [], [], [], []
-    for clf, (train_texts, train_targets, dev_texts, dev_targets, vectors) in prepared:
+    for clf, (train_ids, train_targets, dev_texts, dev_targets, vectors) in prepared:
         clfs.append(clf)
-        train.append((clf.tokenizer_.encode_batch(train_texts), train_targets.tolist()))
+        train.append((train_ids, train_targets.tolist()))
         dev.append((clf.tokenizer_.encode_batch(dev_texts), dev_targets.tolist())
                    if dev_targets is not None else None)
         dev_sets.append((dev_texts, dev_targets))
@@ -692,7 +692,7 @@ def fit_fold_classifiers(params: dict[str, Any], folds: Sequence[FoldTexts]) -> 
         torch.manual_seed(first.seed)  # as `fit` seeds each fold's initial weights
         start_models.append(KimCNN(config, vectors=padded))
     fit = FoldFitConfig(epochs=first.epochs, batch_size=first.batch_size, optimizer=first.optimizer,
-                        lr=first.lr, seed=first.seed, device=first.device, bucket=first.fast,
+                        lr=first.lr, seed=first.seed, device=first.device, amp=first.amp, bucket=first.fast,
                         unk_id=None)  # each fold's own tokenizer already maps its unseen words
     if first.threads:
         torch.set_num_threads(first.threads)

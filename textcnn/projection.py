@@ -28,14 +28,27 @@ from torch import nn
 from textcnn.model import KimCNN
 
 
-def tap_tables(vectors: torch.Tensor, model: KimCNN) -> list[torch.Tensor]:
+def tap_tables(vectors: torch.Tensor, model: KimCNN, *,
+               matmul_dtype: torch.dtype | None = None) -> list[torch.Tensor]:
     """Per width, the [width * U + 1, maps] table of tap projections of `vectors` [U, C*D]:
-    row k * U + u is tap k applied to word u; the last row is -inf (see `pool_from_tables`)."""
+    row k * U + u is tap k applied to word u; the last row is -inf (see `pool_from_tables`).
+
+    With `matmul_dtype` (e.g. bfloat16) the projection GEMM and, in training, its two gradient
+    GEMMs run in that type (accumulating in float32 inside, rounding their results to it); the
+    tables are float32 again before the sums and the max."""
     maps, widths = model.config.maps, list(model.config.widths)
     # one GEMM for every tap of every width: [C*D, sum(widths) * maps], columns ordered (k, m)
     weights = torch.cat([block.conv.weight.permute(1, 2, 0).reshape(vectors.shape[1], -1)
                          for block in model.convs], dim=1)
-    projected = (vectors @ weights).split([w * maps for w in widths], dim=1)
+    if matmul_dtype is None:
+        projected = vectors @ weights
+    else:
+        # Rows padded to a multiple of 64: oneDNN builds (and keeps) a bf16 kernel per GEMM shape,
+        # and a batch's distinct-word count would otherwise give a new shape almost every step.
+        rows = vectors.shape[0]
+        padded = F.pad(vectors.to(matmul_dtype), (0, 0, 0, -rows % 64))
+        projected = (padded @ weights.to(matmul_dtype))[:rows].to(vectors.dtype)
+    projected = projected.split([w * maps for w in widths], dim=1)
     minus_inf = vectors.new_full((1, maps), float("-inf"))
     return [torch.cat([p.view(-1, w, maps).transpose(0, 1).reshape(-1, maps), minus_inf])
             for p, w in zip(projected, widths)]
@@ -69,21 +82,24 @@ def pool_from_tables(tables: list[torch.Tensor], biases: list[torch.Tensor], row
     return torch.cat(pooled, dim=1)
 
 
-def projected_features(model: KimCNN, ids: torch.Tensor) -> torch.Tensor:
-    """`model.features(ids)` computed from the batch's distinct words (differentiable)."""
+def projected_features(model: KimCNN, ids: torch.Tensor, *,
+                       matmul_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """`model.features(ids)` computed from the batch's distinct words (differentiable); see
+    `tap_tables` for `matmul_dtype`."""
     cfg = model.config
     pad = torch.tensor([cfg.pad_id], device=ids.device)
     words, rows = torch.unique(torch.cat([ids.flatten(), pad]), return_inverse=True)
     rows = rows[:-1].view_as(ids)
     vectors = torch.cat([emb(words) for emb in model.embeddings], dim=-1)  # [U, C*D]
     pad_row = int(torch.searchsorted(words, pad))
-    return pool_from_tables(tap_tables(vectors, model), [b.conv.bias for b in model.convs], rows,
+    return pool_from_tables(tap_tables(vectors, model, matmul_dtype=matmul_dtype), [b.conv.bias for b in model.convs], rows,
                             (ids != cfg.pad_id).sum(dim=1), pad_row=pad_row, widths=list(cfg.widths))
 
 
-def projected_logits(model: KimCNN, ids: torch.Tensor) -> torch.Tensor:
+def projected_logits(model: KimCNN, ids: torch.Tensor, *,
+                     matmul_dtype: torch.dtype | None = None) -> torch.Tensor:
     """`model(ids)` through `projected_features` (dropout as the model's mode has it)."""
-    return model.fc(model.dropout(projected_features(model, ids)))
+    return model.fc(model.dropout(projected_features(model, ids, matmul_dtype=matmul_dtype)))
 
 
 class ProjectedKimCNN(nn.Module):

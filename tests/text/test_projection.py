@@ -75,3 +75,43 @@ def test_table_size_and_non_relu_refused():
     with pytest.raises(ValueError, match="monotone ReLU"):
         ProjectedKimCNN(KimCNN(KimCNNConfig(vocab_size=10, num_classes=2, embedding_dim=4,
                                             act_layer="tanh")))
+
+
+@pytest.mark.parametrize("variant", ["rand", "multichannel"])
+def test_bf16_projection_matches_float32_up_to_bf16_rounding(variant):
+    """The CPU `amp` path: bf16 GEMM inputs and outputs, float32 accumulation inside the GEMM.
+    Rounding to bf16 (8-bit mantissa) costs at most 2^-9 relative per value, so the tap tables,
+    their gradients and the logits agree with float32 to a few 2^-8 of their scale. Gradients
+    are compared through the tables (a fixed linear function of them): through the max over
+    time, rounding may move a near-tie to another window, which is no test of arithmetic."""
+    from textcnn.projection import tap_tables
+
+    model = make(variant)
+    vectors = torch.randn(30, model.config.embedding_dim * model.config.channels, requires_grad=True)
+    probe = None
+    grads = []
+    for dtype in (None, torch.bfloat16):
+        model.zero_grad()
+        vectors.grad = None
+        tables = tap_tables(vectors, model, matmul_dtype=dtype)
+        assert all(t.dtype == torch.float32 for t in tables)
+        finite = torch.cat([t[:-1] for t in tables])  # the last row of each is -inf
+        if probe is None:
+            probe = torch.randn_like(finite)
+        (finite * probe).sum().backward()
+        grads.append((finite.detach(), vectors.grad.clone(), model.convs[0].conv.weight.grad.clone()))
+    for exact, bf16 in zip(*grads):
+        scale = exact.abs().max().item()
+        torch.testing.assert_close(bf16, exact, rtol=0, atol=2 ** -7 * scale)
+        assert not torch.equal(bf16, exact)  # the bf16 products really ran
+    ids = batch()
+    exact, bf16 = (projected_logits(model, ids, matmul_dtype=d).detach() for d in (None, torch.bfloat16))
+    torch.testing.assert_close(bf16, exact, rtol=0, atol=2 ** -6 * exact.abs().max().item())
+
+
+def test_native_bf16_knows_cuda_and_answers_for_this_cpu():
+    from textcnn.core.engine import native_bf16
+
+    assert native_bf16(torch.device("cuda")) is True
+    assert isinstance(native_bf16(torch.device("cpu")), bool)
+    assert native_bf16(torch.device("meta")) is False

@@ -63,10 +63,20 @@ def test_rust_tokens_equal_clean_str_on_tricky_strings():
             expected = clean_str(text, lowercase=lowercase).split()
             assert tok.tokens(text) == expected, text
         vocab = tok.vocab()
+        assert vocab == _ranked_words([tok.tokens(t) for t in TRICKY])
+        for min_frequency in (1, 2):
+            again, ids = WordTokenizer.train_encode(TRICKY, lowercase=lowercase, min_frequency=min_frequency)
+            assert ids == again.encode_batch(TRICKY)
         encoded = tok.encode_batch(TRICKY)
         assert [[vocab[i] for i in ids] for ids in encoded] == [
             clean_str(t, lowercase=lowercase).split() for t in TRICKY
         ]
+
+
+def _ranked_words(token_lists):
+    """[PAD], [UNK], then the words by falling count, ties alphabetical: `train`'s vocabulary."""
+    counts = Counter(w for tokens in token_lists for w in tokens)
+    return ["[PAD]", "[UNK]"] + sorted(counts, key=lambda w: (-counts[w], w))
 
 
 def _kim_texts(root: Path, name: str) -> datasets.Dataset:
@@ -89,6 +99,10 @@ def test_rust_tokens_equal_clean_str_on_benchmarks(shared_data, name, lowercase)
     vocab = tok.vocab()
     assert [[vocab[i] for i in ids] for ids in tok.encode_batch(texts)] == expected
     assert tok.unk_id not in {i for ids in tok.encode_batch(texts) for i in ids}
+    assert vocab == _ranked_words([tok.tokens(t) for t in texts])  # counted text by text in Rust
+    # the ids `train_encode` returns from its counting pass are the Rust pipeline's (with [UNK]s)
+    rare, rare_ids = WordTokenizer.train_encode(texts, lowercase=lowercase, min_frequency=2)
+    assert rare_ids == rare.encode_batch(texts) and rare.unk_id in {i for ids in rare_ids for i in ids}
     from_column = WordTokenizer.train(ds["text"], lowercase=lowercase)  # a datasets Column
     assert from_column.vocab() == vocab
     assert from_column.encode_batch(ds["text"][:50]) == tok.encode_batch(texts[:50])

@@ -50,7 +50,7 @@ class TrainConfig:
     patience: int | None = None  # epochs without dev improvement before stopping; None: run all
     seed: int = 0  # seeds Python, NumPy and torch; the same seed on CPU repeats a run exactly
     device: str = "auto"  # auto (CUDA when present, else CPU), cpu, cuda or cuda:N
-    amp: bool = True  # bfloat16 autocast on CUDA; ignored on CPU
+    amp: bool = True  # bfloat16 autocast on CUDA (CPU: see TextCNNClassifier's amp)
     progress: bool = True  # show a tqdm progress bar
     threads: int | None = None  # torch CPU threads; None keeps torch's default
     max_seconds: float | None = None  # time budget: an epoch starts only if it should end within it
@@ -85,6 +85,16 @@ def resolve_device(device: str = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise TextCNNError(f"device: expected an available device, got '{device}' (no CUDA here)")
     return dev
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` multiplies bfloat16 matrices natively: CUDA, or a CPU with AVX-512 BF16
+    or AMX (elsewhere bf16 products are emulated and slower than float32)."""
+    if device.type == "cuda":
+        return True
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return device.type == "cpu" and any(getattr(cpu, name, lambda: False)() for name in checks)
 
 
 def to_device(batch: Batch, device: torch.device) -> Batch:

@@ -39,6 +39,7 @@ class LazyAdadelta(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             lr, rho, eps, wd = group["lr"], group["rho"], group["eps"], group["weight_decay"]
+            dense: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -54,7 +55,9 @@ class LazyAdadelta(torch.optim.Optimizer):
                     self._sparse_step(p, state, lr, rho, eps)
                 else:
                     grad = p.grad if not wd else p.grad.add(p, alpha=wd)
-                    _adadelta_rows(p, grad, state["square_avg"], state["acc_delta"], lr, rho, eps)
+                    dense.append((p, grad, state["square_avg"], state["acc_delta"]))
+            if dense:  # every dense parameter of the group in one multi-tensor update
+                _adadelta_rows(*(list(column) for column in zip(*dense)), lr, rho, eps)
         return loss
 
     @staticmethod
@@ -92,11 +95,21 @@ def state_rho(optimizer: torch.optim.Optimizer, p: Tensor) -> float:
     return next(g["rho"] for g in optimizer.param_groups if any(q is p for q in g["params"]))
 
 
-def _adadelta_rows(param: Tensor, grad: Tensor, square_avg: Tensor, acc_delta: Tensor, lr: float,
+def _adadelta_rows(param: Tensor | list[Tensor], grad: Tensor | list[Tensor],
+                   square_avg: Tensor | list[Tensor], acc_delta: Tensor | list[Tensor], lr: float,
                    rho: float, eps: float) -> None:
-    """One Adadelta update, in place, in the same order of operations as torch's."""
-    square_avg.mul_(rho).addcmul_(grad, grad, value=1 - rho)
-    std = square_avg.add(eps).sqrt_()
-    delta = acc_delta.add(eps).sqrt_().div_(std).mul_(grad)
-    acc_delta.mul_(rho).addcmul_(delta, delta, value=1 - rho)
-    param.add_(delta, alpha=-lr)
+    """One Adadelta update, in place, in the same order of operations as torch's; on one tensor
+    each, or on lists of tensors at once (torch's multi-tensor `_foreach` kernels)."""
+    if isinstance(param, Tensor):
+        param, grad, square_avg, acc_delta = [param], [grad], [square_avg], [acc_delta]
+    torch._foreach_mul_(square_avg, rho)
+    torch._foreach_addcmul_(square_avg, grad, grad, value=1 - rho)
+    std = torch._foreach_add(square_avg, eps)
+    torch._foreach_sqrt_(std)
+    delta = torch._foreach_add(acc_delta, eps)
+    torch._foreach_sqrt_(delta)
+    torch._foreach_div_(delta, std)
+    torch._foreach_mul_(delta, grad)
+    torch._foreach_mul_(acc_delta, rho)
+    torch._foreach_addcmul_(acc_delta, delta, delta, value=1 - rho)
+    torch._foreach_add_(param, delta, alpha=-lr)
