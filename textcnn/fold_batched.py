@@ -645,12 +645,13 @@ def fit_fold_classifiers(params: dict[str, Any], folds: Sequence[FoldTexts]) -> 
     weights, label smoothing and multi-label are not supported here and raise an error.
     """
     from textcnn.core.engine import FitResult
-    from textcnn.estimator import TextCNNClassifier
+    from textcnn.estimator import Prepared, TextCNNClassifier
     from textcnn.metrics import selection_metrics
 
     if not folds:
         raise TextCNNError("fit_fold_classifiers: expected at least one fold, got none")
-    def prepare(fold: FoldTexts) -> tuple[Any, tuple]:
+
+    def prepare(fold: FoldTexts) -> tuple[TextCNNClassifier, Prepared]:
         clf = TextCNNClassifier(**params)
         _check_fold_params(clf)
         return clf, clf._prepare(*fold)
