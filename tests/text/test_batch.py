@@ -164,3 +164,30 @@ def test_fold_batched_batch_trains_each_cv_recipes_folds_together(tmp_path, monk
         assert clf.model_.config.vocab_size == clf.tokenizer_.vocab_size
     again = CliRunner().invoke(main, args, catch_exceptions=False)
     assert "4 already done, 0 to run" in again.output
+
+
+def test_fold_groups_keep_seeds_and_non_cnn_runs_apart():
+    from textcnn.batch import fold_groups
+
+    runs = plan_runs([KIM / "mr.yaml", KIM / "trec.yaml"], folds=3, seeds=[0, 1],
+                     only=["mr/rand/*", "mr/nbsvm/*", "trec/rand*"])
+    tasks = [[r.name for r in task] for task in fold_groups(runs, fold_batched=True)]
+    assert ["mr/rand/fold=0", "mr/rand/fold=1", "mr/rand/fold=2"] in tasks
+    assert ["mr/rand/fold=0/seed=1", "mr/rand/fold=1/seed=1", "mr/rand/fold=2/seed=1"] in tasks
+    assert ["mr/nbsvm/fold=0"] in tasks and ["trec/rand"] in tasks and ["trec/rand/seed=1"] in tasks
+    assert sorted(n for task in tasks for n in task) == sorted(r.name for r in runs)
+    assert all(len(task) == 1 for task in fold_groups(runs, fold_batched=False))
+
+
+def test_train_fold_recipes_refuses_recipes_that_differ_beyond_the_fold(tmp_path):
+    from textcnn.errors import TextCNNError
+    from textcnn.pipeline import train_fold_recipes
+    from textcnn.recipe import text_recipe
+
+    runs = plan_runs([KIM / "mr.yaml"], folds=2, only=["mr/rand/*"])
+    recipes = [text_recipe(r.recipe) for r in runs]
+    recipes[1].model.maps = 7
+    with pytest.raises(TextCNNError, match="expected Kim CNN recipes that differ only in data.fold"):
+        train_fold_recipes(recipes, [tmp_path / "a", tmp_path / "b"])
+    with pytest.raises(TextCNNError, match="one output directory per recipe"):
+        train_fold_recipes(recipes, [tmp_path / "a"])
