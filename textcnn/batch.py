@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from textcnn.benchmarks import BENCHMARKS, get_benchmark
 from textcnn.core.config import expand_runs
+from textcnn.core.memory import keep_freed_memory
 from textcnn.errors import TextCNNError
 from textcnn.io import append_jsonl, atomic_write_text
 from textcnn.recipe import load_recipe_dict, text_recipe
@@ -202,6 +203,7 @@ def machine_description(device: str, threads: int | None) -> str:
 def _run_guarded(task: tuple[list[RunSpec], str, int | None]) -> list[tuple[RunSpec, dict | None, str | None]]:
     """`_run_task` in a worker: a failure comes back as a message, so the other runs go on."""
     runs, out_dir, threads = task
+    keep_freed_memory()  # a worker process of our own (see textcnn.core.memory)
     try:
         return [(run, row, None) for run, row in zip(runs, _run_task(runs, out_dir, threads))]
     except Exception as exc:  # noqa: BLE001 - reported per run; the batch goes on

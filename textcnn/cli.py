@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from textcnn import __version__
+from textcnn.core.memory import keep_freed_memory
 from textcnn.errors import TextCNNError
 
 
@@ -46,6 +47,7 @@ def main() -> None:
       textcnn train recipes/quickstart.yaml --out runs/quickstart
       textcnn predict runs/quickstart/model "a warm , funny and moving film"
     """
+    keep_freed_memory()  # the CLI owns its process (see textcnn.core.memory)
 
 
 @main.command(context_settings=CONTEXT)
