@@ -28,6 +28,7 @@ import torch
 
 from textcnn.batch import machine_description
 from textcnn.core.config import apply_overrides, read_yaml
+from textcnn.core.memory import keep_freed_memory
 from textcnn.io import atomic_write_json, atomic_write_text
 from vision.detection.pipeline import (
     detection_recipe,
@@ -122,6 +123,7 @@ def markdown(results: dict) -> str:
 
 
 def main() -> None:
+    keep_freed_memory()  # as the CLI does (textcnn/core/memory.py)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", action="append", help="detector names (repeatable)")
     parser.add_argument("--force", action="store_true", help="retrain detectors already measured")
