@@ -271,8 +271,11 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         # and gradients, fewer FLOPs); on CUDA, cuDNN's convolutions are the faster way.
         forward = projected_logits if self.model_config_.sparse else KimCNN.__call__
         train_forward = forward  # dev scores stay float32, like the predictions of the result
+        device_type = resolve_device(self.device).type
+        self.precision_ = "bfloat16" if self.amp and device_type == "cuda" else "float32"
         if self.model_config_.sparse and self.amp and native_bf16(torch.device("cpu")):
             train_forward = functools.partial(projected_logits, matmul_dtype=torch.bfloat16)
+            self.precision_ = "bfloat16"
 
         def loss_fn(model: KimCNN, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
             x, target = batch

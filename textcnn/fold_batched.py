@@ -699,7 +699,9 @@ def fit_fold_classifiers(params: dict[str, Any], folds: Sequence[FoldTexts]) -> 
         torch.set_num_threads(first.threads)
     result = fit_folds(config, train, None if dev[0] is None else dev, fit, models=start_models)
     seconds = sum(r["train_seconds"] for r in result.history) / len(folds)
+    device_type = resolve_device(first.device).type
     for k, (clf, size) in enumerate(zip(clfs, sizes)):
+        clf.precision_ = "bfloat16" if first.amp and device_type == "cuda" else "float32"
         clf.model_config_ = replace(config, vocab_size=size)
         clf.model_ = shrink_vocab(result.models[k], size).eval()
         clf.projected_ = None

@@ -160,6 +160,7 @@ def test_fold_batched_batch_trains_each_cv_recipes_folds_together(tmp_path, monk
     for k in range(3):
         row = rows[f"mr/rand/fold={k}"]
         assert row["fold"] == k and row["epochs_run"] == 1 and 0 <= row["accuracy"] <= 1
+        assert row["precision"] == "float32"  # fit_folds multiplies in bf16 on CUDA only
         clf = TextCNNClassifier.load(out / "runs" / f"mr/rand/fold={k}" / "model")
         assert clf.model_.config.vocab_size == clf.tokenizer_.vocab_size
     again = CliRunner().invoke(main, args, catch_exceptions=False)

@@ -216,3 +216,16 @@ def test_plain_training_path_runs(sample):
     clf = TextCNNClassifier(**{**SMALL, "epochs": 2}, fast=False).fit(X, y)
     assert not clf.model_.embeddings[0].sparse
     assert clf.predict_proba(Xt).shape == (len(Xt), 2)
+
+
+def test_precision_of_the_training_products_is_recorded(sample):
+    """`precision_` says whether training multiplied in bf16: on this CPU only where it has
+    native bf16 and the fast path runs, never with amp=False or on the plain path."""
+    from textcnn.core.engine import native_bf16
+
+    X, y, _, _ = sample
+    small = {**SMALL, "epochs": 1, "device": "cpu"}
+    expected = "bfloat16" if native_bf16(torch.device("cpu")) else "float32"
+    assert TextCNNClassifier(**small).fit(X, y).precision_ == expected
+    assert TextCNNClassifier(**small, amp=False).fit(X, y).precision_ == "float32"
+    assert TextCNNClassifier(**small, fast=False).fit(X, y).precision_ == "float32"
