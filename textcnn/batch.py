@@ -147,13 +147,12 @@ def _run_task(runs: list[RunSpec], out_dir: str, threads: int | None) -> list[di
     returns their results.jsonl rows."""
     from textcnn.pipeline import train_fold_recipes, train_recipe
 
+    recipes = [text_recipe(run.recipe, source=run.source) for run in runs]
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    recipes = [text_recipe(run.recipe, source=run.source) for run in runs]
-    for recipe in recipes:
-        if threads:
+        for recipe in recipes:
             recipe.train.threads = threads
     dirs = [Path(out_dir) / "runs" / run.name for run in runs]
     outcomes = (train_fold_recipes(recipes, dirs) if len(runs) > 1

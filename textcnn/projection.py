@@ -92,7 +92,8 @@ def projected_features(model: KimCNN, ids: torch.Tensor, *,
     rows = rows[:-1].view_as(ids)
     vectors = torch.cat([emb(words) for emb in model.embeddings], dim=-1)  # [U, C*D]
     pad_row = int(torch.searchsorted(words, pad))
-    return pool_from_tables(tap_tables(vectors, model, matmul_dtype=matmul_dtype), [b.conv.bias for b in model.convs], rows,
+    tables = tap_tables(vectors, model, matmul_dtype=matmul_dtype)
+    return pool_from_tables(tables, [b.conv.bias for b in model.convs], rows,
                             (ids != cfg.pad_id).sum(dim=1), pad_row=pad_row, widths=list(cfg.widths))
 
 

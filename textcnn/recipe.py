@@ -91,8 +91,7 @@ class TextRecipe:
             class_weight=m.class_weight, label_smoothing=m.label_smoothing,
             multi_label=m.multi_label, threshold=m.threshold,
             word2vec_epochs=self.embeddings.word2vec_epochs, fast=m.fast, amp=t.amp, seed=t.seed,
-            device=t.device,
-            threads=t.threads, verbose=t.progress)
+            device=t.device, threads=t.threads, verbose=t.progress)
 
 
 def load_recipe_dict(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
