@@ -138,7 +138,7 @@ def _row(run: RunSpec, recipe, metrics: dict[str, Any], threads: int | None) -> 
             "dev_accuracy": m.get("dev_accuracy"), "epochs_run": m.get("epochs_run"),
             "best_epoch": m.get("best_epoch"), "train_seconds": m.get("train_seconds"),
             "wall_seconds": m.get("wall_seconds"), "fold_batched": m.get("fold_batched"),
-            "precision": m.get("precision"),
+            "precision": m.get("precision"), "cuda_graphs": m.get("cuda_graphs"),
             "machine": machine_description(recipe.train.device, threads), "source": run.source}
 
 

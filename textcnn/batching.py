@@ -13,9 +13,12 @@ import numpy as np
 import torch
 
 
-def pad_batch(seqs: Sequence[Sequence[int]], *, pad_id: int = 0, min_length: int = 1) -> torch.Tensor:
-    """Right-pad id sequences into a [N, max(len, min_length)] LongTensor."""
+def pad_batch(seqs: Sequence[Sequence[int]], *, pad_id: int = 0, min_length: int = 1,
+              multiple_of: int = 1) -> torch.Tensor:
+    """Right-pad id sequences into a [N, max(len, min_length)] LongTensor, its width rounded up to
+    a multiple of `multiple_of` (fewer distinct shapes, e.g. one CUDA graph per shape)."""
     width = max([min_length, *(len(s) for s in seqs)])
+    width += -width % multiple_of
     out = np.full((len(seqs), width), pad_id, dtype=np.int64)
     for row, seq in enumerate(seqs):
         out[row, : len(seq)] = seq

@@ -25,7 +25,14 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from textcnn.batching import bucket_batches, pad_batch, random_batches, sorted_batches
-from textcnn.core.engine import FitResult, TrainConfig, Trainer, native_bf16, resolve_device
+from textcnn.core.engine import (
+    FitResult,
+    TrainConfig,
+    Trainer,
+    autocast_precision,
+    native_bf16,
+    resolve_device,
+)
 from textcnn.data import LabelMap, holdout_split
 from textcnn.errors import TextCNNError
 from textcnn.io import atomic_write, atomic_write_json, atomic_write_text
@@ -44,6 +51,7 @@ from textcnn.vectors import (
 ARTIFACT_FORMAT = 1
 INFERENCE_BATCH = 1000
 MAX_TABLE_BYTES = 1 << 30  # larger vocabularies predict with the convolutions instead
+GRAPH_PAD_MULTIPLE = 8  # with cuda_graphs: batch widths rounded up to this, a few graphs in all
 
 
 class Prepared(NamedTuple):
@@ -84,6 +92,9 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         amp: bfloat16 matrix products where the device has them natively: autocast on CUDA;
             on a CPU with AVX-512 BF16 or AMX, the fast path's projection GEMMs in training
             (float32 accumulation; about 3x faster products). False: float32 throughout.
+        cuda_graphs: on CUDA, replay each batch shape's training step as a CUDA graph
+            (textcnn/core/cuda_graphs.py); batches are then padded to a multiple of 8 words,
+            which changes no result. Ignored on CPU.
         seed, device, threads, verbose: seeding, "auto"/"cpu"/"cuda", CPU threads, progress bars.
         out_dir: where the engine logs metrics and checkpoints (resumable); None keeps it in memory.
     """
@@ -114,6 +125,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         word2vec_epochs: int = 25,
         fast: bool = True,
         amp: bool = True,
+        cuda_graphs: bool = False,
         seed: int = 0,
         device: str = "auto",
         threads: int | None = None,
@@ -143,6 +155,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         self.word2vec_epochs = word2vec_epochs
         self.fast = fast
         self.amp = amp
+        self.cuda_graphs = cuda_graphs
         self.seed = seed
         self.device = device
         self.threads = threads
@@ -258,21 +271,26 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
                dev_targets: torch.Tensor | None) -> FitResult:
         lengths = [len(s) for s in ids]
         dev_ids = self.tokenizer_.encode_batch(dev_texts) if dev_texts else None
+        device = resolve_device(self.device)
         weights = self._loss_weights(train_targets)
+        if weights is not None:  # moved once: a copy inside the step would sync (or break a CUDA graph)
+            weights = weights.to(device)
         pad_id = self.tokenizer_.pad_id
+        # padding-only windows are masked out, so wider padding changes no value, only the shape
+        multiple_of = GRAPH_PAD_MULTIPLE if self.cuda_graphs and device.type == "cuda" else 1
 
         def batches(epoch: int, generator: torch.Generator):
             order = (bucket_batches(lengths, self.batch_size, generator=generator) if self.fast
                      else random_batches(len(ids), self.batch_size, generator=generator))
             for idx in order:
-                yield pad_batch([ids[i] for i in idx], pad_id=pad_id), train_targets[idx]
+                yield (pad_batch([ids[i] for i in idx], pad_id=pad_id, multiple_of=multiple_of),
+                       train_targets[idx])
 
         # The CPU fast path computes the convolutions from the batch's distinct words (same values
         # and gradients, fewer FLOPs); on CUDA, cuDNN's convolutions are the faster way.
         forward = projected_logits if self.model_config_.sparse else KimCNN.__call__
         train_forward = forward  # dev scores stay float32, like the predictions of the result
-        device_type = resolve_device(self.device).type
-        self.precision_ = "bfloat16" if self.amp and device_type == "cuda" else "float32"
+        self.precision_ = autocast_precision(self.amp, device)
         if self.model_config_.sparse and self.amp and native_bf16(torch.device("cpu")):
             train_forward = functools.partial(projected_logits, matmul_dtype=torch.bfloat16)
             self.precision_ = "bfloat16"
@@ -282,8 +300,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
             logits = train_forward(model, x).float()
             if self.multi_label:
                 return F.binary_cross_entropy_with_logits(logits, target)
-            w = weights.to(logits.device) if weights is not None else None
-            return F.cross_entropy(logits, target, weight=w, label_smoothing=self.label_smoothing)
+            return F.cross_entropy(logits, target, weight=weights, label_smoothing=self.label_smoothing)
 
         def evaluate(model: KimCNN, device: torch.device) -> dict[str, float]:
             scores = self._scores(model, dev_ids, device, forward=forward)
@@ -292,13 +309,16 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         optimizer = "lazy_adadelta" if self.model_config_.sparse else self.optimizer
         config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer=optimizer,
                              lr=self.lr, patience=self.patience, seed=self.seed, device=self.device,
-                             amp=self.amp,
+                             amp=self.amp, cuda_graphs=self.cuda_graphs,
                              progress=self.verbose, threads=self.threads)
         trainer = Trainer(self.model_, config=config, loss_fn=loss_fn, batches=batches,
                           evaluate=evaluate if dev_ids is not None else None,
                           after_step=KimCNN.apply_max_norm, out_dir=self.out_dir,
                           steps_per_epoch=-(-len(ids) // self.batch_size))
-        return trainer.fit()
+        result = trainer.fit()
+        # how many batch shapes trained through CUDA graphs (0: none, e.g. on CPU or after a failed capture)
+        self.cuda_graphs_ = trainer.step_graphs.captured if trainer.step_graphs is not None else 0
+        return result
 
     # -- prediction ----------------------------------------------------------------------------
     def _scores(self, model: KimCNN | ProjectedKimCNN, ids: list[list[int]], device: torch.device,

@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from textcnn.batching import bucket_batches, random_batches
-from textcnn.core.engine import resolve_device
+from textcnn.core.engine import autocast_precision, resolve_device, uses_autocast
 from textcnn.core.optim import create_optimizer
 from textcnn.core.regularization import max_norm_
 from textcnn.errors import TextCNNError
@@ -514,7 +514,7 @@ def fit_folds(
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = create_optimizer(cfg.optimizer, params, lr=cfg.lr)
-    use_amp = cfg.amp and device.type == "cuda"
+    use_amp = uses_autocast(cfg.amp, device)
     best = {name: p.detach().clone() for name, p in model.named_parameters()}
     best_acc: list[float | None] = [None] * k
     best_epochs = [0] * k
@@ -699,9 +699,9 @@ def fit_fold_classifiers(params: dict[str, Any], folds: Sequence[FoldTexts]) -> 
         torch.set_num_threads(first.threads)
     result = fit_folds(config, train, None if dev[0] is None else dev, fit, models=start_models)
     seconds = sum(r["train_seconds"] for r in result.history) / len(folds)
-    device_type = resolve_device(first.device).type
+    precision = autocast_precision(first.amp, resolve_device(first.device))
     for k, (clf, size) in enumerate(zip(clfs, sizes)):
-        clf.precision_ = "bfloat16" if first.amp and device_type == "cuda" else "float32"
+        clf.precision_ = precision
         clf.model_config_ = replace(config, vocab_size=size)
         clf.model_ = shrink_vocab(result.models[k], size).eval()
         clf.projected_ = None

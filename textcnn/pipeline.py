@@ -99,6 +99,7 @@ def _report_and_save(recipe: TextRecipe, clf: TextCNNClassifier, splits, out_dir
         "train_seconds": round(fit.seconds, 2),
         "wall_seconds": round(wall_seconds, 2)}
     metrics["precision"] = getattr(clf, "precision_", None)  # of the training's matrix products
+    metrics["cuda_graphs"] = getattr(clf, "cuda_graphs_", None)  # batch shapes replayed as graphs
     if fold_batched is not None:
         metrics["fold_batched"] = fold_batched
     if getattr(clf, "coverage_", None) is not None:

@@ -90,7 +90,8 @@ class TextRecipe:
             optimizer=t.optimizer, lr=t.lr, dev_fraction=m.dev_fraction, patience=t.patience,
             class_weight=m.class_weight, label_smoothing=m.label_smoothing,
             multi_label=m.multi_label, threshold=m.threshold,
-            word2vec_epochs=self.embeddings.word2vec_epochs, fast=m.fast, amp=t.amp, seed=t.seed,
+            word2vec_epochs=self.embeddings.word2vec_epochs, fast=m.fast, amp=t.amp,
+            cuda_graphs=t.cuda_graphs, seed=t.seed,
             device=t.device, threads=t.threads, verbose=t.progress)
 
 

@@ -83,6 +83,8 @@ def test_smoke_batch_two_datasets_one_fold_and_resume(tmp_path, shared_data, mon
     required = {"run", "dataset", "model", "fold", "seed", "accuracy", "macro_f1", "epochs_run", "train_seconds"}
     for row in rows:
         assert required <= set(row) and 0 <= row["accuracy"] <= 1
+        # how many batch shapes trained as CUDA graphs: none on CPU; baselines have no such step
+        assert row["cuda_graphs"] == (None if row["model"] == "NBSVM" else 0)
     assert {r["model"] for r in rows} == {"CNN-rand", "NBSVM", "CNN-static (word2vec)"}
     md = (out / "table.md").read_text().splitlines()
     assert md[0] == "| model | MR | TREC |" and len(md) == 2 + 3 + 2

@@ -10,6 +10,7 @@ batch, and the dev metrics of the model.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import random
@@ -25,6 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from textcnn.core.checkpoint import load_checkpoint, save_checkpoint
+from textcnn.core.cuda_graphs import StepGraphs
 from textcnn.core.optim import create_optimizer
 from textcnn.core.regularization import EarlyStopping, l1_penalty, l2_penalty
 from textcnn.errors import TextCNNError
@@ -57,6 +59,7 @@ class TrainConfig:
     lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: decay to 0 over the planned steps
     warmup_steps: int = 0  # linear learning-rate warm-up over the first steps
     grad_clip: float | None = None  # clip the gradients' global L2 norm to this value
+    cuda_graphs: bool = False  # CUDA: replay each batch shape's training step as a CUDA graph
 
 
 @dataclass
@@ -85,6 +88,16 @@ def resolve_device(device: str = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise TextCNNError(f"device: expected an available device, got '{device}' (no CUDA here)")
     return dev
+
+
+def uses_autocast(amp: bool, device: torch.device) -> bool:
+    """The engine's mixed-precision rule: bfloat16 autocast with `amp` on CUDA, never on CPU."""
+    return amp and device.type == "cuda"
+
+
+def autocast_precision(amp: bool, device: torch.device) -> str:
+    """The precision of training's matrix products under `uses_autocast`, as results record it."""
+    return "bfloat16" if uses_autocast(amp, device) else "float32"
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -158,17 +171,24 @@ class Trainer:
         self.loss_fn, self.batches, self.evaluate, self.after_step = loss_fn, batches, evaluate, after_step
         self.out_dir = Path(out_dir) if out_dir is not None else None
         params = param_groups or [p for p in model.parameters() if p.requires_grad]
+        self.graphed = config.cuda_graphs and self.device.type == "cuda"
         self.optimizer = create_optimizer(config.optimizer, params, lr=config.lr,
-                                          weight_decay=config.weight_decay)
+                                          weight_decay=config.weight_decay, capturable=self.graphed)
         self.penalized = penalized if penalized is not None else [
             p for p in model.parameters() if p.requires_grad and p.dim() > 1]
         self.steps_per_epoch = steps_per_epoch
+        self.step_graphs: StepGraphs | None = None  # made on the first epoch when `graphed`
         self.stopper = EarlyStopping(config.metric, mode=config.mode,
                                      patience=config.patience if config.patience is not None else 10**9)
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         if (config.lr_schedule != "constant" or config.warmup_steps) and not steps_per_epoch:
             raise TextCNNError("train.lr_schedule / train.warmup_steps: a schedule needs the steps "
                                "per epoch, which this training loop does not give; use constant, 0")
+        if self.graphed and (config.lr_schedule != "constant" or config.warmup_steps):
+            # a recorded step holds the learning rate it was recorded with
+            raise TextCNNError(f"train.cuda_graphs: expected a constant learning rate (lr_schedule "
+                               f"constant, warmup_steps 0), got lr_schedule {config.lr_schedule}, "
+                               f"warmup_steps {config.warmup_steps}")
 
     def lr_factor(self, step: int) -> float:
         """The learning-rate multiplier at global step `step` (0-based): warm-up, then the schedule.
@@ -227,7 +247,7 @@ class Trainer:
             start_epoch, best_state = resumed["epoch"] + 1, resumed["best_model"]
         if self.out_dir is not None:
             self._rewrite_log(history)
-        use_amp = cfg.amp and self.device.type == "cuda"
+        use_amp = uses_autocast(cfg.amp, self.device)
         for epoch in range(start_epoch, cfg.epochs + 1):
             if self.stopper.should_stop:
                 break
@@ -274,26 +294,20 @@ class Trainer:
                    unit="batch")
         scheduled = self.config.lr_schedule != "constant" or self.config.warmup_steps > 0
         step = (epoch - 1) * (self.steps_per_epoch or 0)
+        if self.graphed and self.step_graphs is None:
+            self.step_graphs = StepGraphs(
+                functools.partial(self._step, use_amp=use_amp, autocast_cache=False),
+                on_capture_failure=lambda: self.optimizer.zero_grad(set_to_none=True))
         for batch in bar:
             if scheduled:
                 factor = self.lr_factor(step + count)
                 for group, base in zip(self.optimizer.param_groups, self.base_lrs):
                     group["lr"] = base * factor
             batch = to_device(batch, self.device)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-                loss = self.loss_fn(self.model, batch)
-            if cfg.l1:
-                loss = loss + cfg.l1 * l1_penalty(self.penalized)
-            if cfg.l2:
-                loss = loss + cfg.l2 * l2_penalty(self.penalized)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip is not None:
-                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-            self.optimizer.step()
-            if self.after_step is not None:
-                self.after_step(self.model)
-            total += loss.detach()  # summed on the device: no host sync per step
+            if self.step_graphs is not None:
+                total += self.step_graphs(batch)
+            else:
+                total += self._step(batch, use_amp=use_amp)  # summed on the device: no host sync
             count += 1
             if cfg.progress and count % 20 == 0:
                 bar.set_postfix(loss=f"{float(total) / count:.4f}")
@@ -301,6 +315,27 @@ class Trainer:
         if count and not math.isfinite(mean):
             raise FloatingPointError(f"epoch {epoch}: the training loss became {mean}")
         return mean
+
+    def _step(self, batch: Batch, *, use_amp: bool, autocast_cache: bool = True) -> torch.Tensor:
+        """One optimizer step on a batch already on the device; returns the detached loss.
+
+        Gradients are dropped first, so a step recorded into a CUDA graph writes them afresh.
+        """
+        cfg = self.config
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp, cache_enabled=autocast_cache):
+            loss = self.loss_fn(self.model, batch)
+        if cfg.l1:
+            loss = loss + cfg.l1 * l1_penalty(self.penalized)
+        if cfg.l2:
+            loss = loss + cfg.l2 * l2_penalty(self.penalized)
+        loss.backward()
+        if cfg.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        if self.after_step is not None:
+            self.after_step(self.model)
+        return loss.detach()
 
     def _rewrite_log(self, history: list[dict[str, Any]]) -> None:
         """Make metrics.jsonl agree with the checkpoint (epochs after it were never saved)."""

@@ -66,13 +66,16 @@ def create_optimizer(
     *,
     lr: float | None = None,
     weight_decay: float = 0.0,
+    capturable: bool = False,
     **overrides: Any,
 ) -> torch.optim.Optimizer:
     """Build an optimizer by name (see `list_optimizers`) or from a `torch.optim` class.
 
     A name starts from its row in `OPTIMIZER_DEFAULTS`; `lr` (when given), `weight_decay` and
     `overrides` replace those defaults. A class gets only what is passed. Unknown names and
-    keywords the class does not take raise `TextCNNError`.
+    keywords the class does not take raise `TextCNNError`. `capturable=True` builds it to run inside
+    a CUDA graph: torch's option of that name where the class has one (classes without it either
+    record as they are, like SGD and LazyAdadelta's dense step, or fail the capture).
     """
     found = resolve(name_or_cls, OPTIMIZER_DEFAULTS, "optimizer")
     spec = found if isinstance(found, OptimizerSpec) else OptimizerSpec(found, {})
@@ -81,6 +84,8 @@ def create_optimizer(
         kwargs["lr"] = lr
     label = name_or_cls if isinstance(name_or_cls, str) else spec.cls.__name__
     accepted = set(inspect.signature(spec.cls).parameters) - {"self", "params"}
+    if capturable and "capturable" in accepted:
+        kwargs["capturable"] = True
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
         raise TextCNNError(
