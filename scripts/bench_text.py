@@ -135,7 +135,7 @@ def run_fast(args, train, test) -> dict:
 
     device = torch.device(args.device)
     clf = TextCNNClassifier(epochs=1, dev_fraction=0, seed=0, device=args.device, verbose=False,
-                            threads=args.threads)
+                            threads=args.threads, cuda_graphs=args.cuda_graphs)
 
     def train_run(epochs: int, limit: int | None = None) -> tuple[int, list[float]]:
         """`fit` for `epochs` epochs (set-up included); sentences, epoch seconds."""
@@ -146,7 +146,9 @@ def run_fast(args, train, test) -> dict:
     def predict(texts):
         return torch.as_tensor(clf.predict_proba(texts))
 
-    return measure(args, train_run, predict, test, device)
+    result = measure(args, train_run, predict, test, device)
+    result["cuda_graphs"] = clf.cuda_graphs_  # batch shapes trained through CUDA graphs
+    return result
 
 
 def measure(args, train_run, predict, test, device) -> dict:
@@ -209,6 +211,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=25, help="training epochs timed per path (Kim: 25)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=str(REPO / "docs/results/bench_text"))
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="train the project's path with CUDA graphs (cuda_graphs=True)")
     parser.add_argument("--child", choices=["plain", "fast"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -217,6 +221,7 @@ def main() -> None:
     for path in ("plain", "fast"):
         cmd = [sys.executable, __file__, "--child", path, "--data-dir", args.data_dir,
                "--threads", str(args.threads), "--device", args.device, "--epochs", str(args.epochs)]
+        cmd += ["--cuda-graphs"] if args.cuda_graphs else []
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
@@ -234,7 +239,7 @@ def main() -> None:
     from textcnn.batch import machine_description
 
     report = {"workload": f"MR fold 0, CNN-rand (300-d, 3/4/5 x 100, batch 50, Adadelta), {args.epochs} epochs",
-              "device": args.device, "threads": args.threads, "torch": torch.__version__,
+              "device": args.device, "cuda_graphs": args.cuda_graphs, "threads": args.threads, "torch": torch.__version__,
               "machine": machine_description(args.device, args.threads),
               "plain": p, "fast": f, "ratios": ratios,
               "command": "python scripts/bench_text.py " + " ".join(sys.argv[1:])}
@@ -251,7 +256,8 @@ def main() -> None:
             ("single-sentence latency p50 (ms)", "latency_ms_p50", "{:.3f}", ratios["latency_p50"]),
             ("single-sentence latency p99 (ms)", "latency_ms_p99", "{:.3f}", None),
             ("peak RSS (MB)", "peak_rss_mb", "{:.0f}", None)]
-    md = [f"Device: {args.device}, {args.threads} thread(s), torch {torch.__version__}. "
+    graphs = f", CUDA graphs ({f['cuda_graphs']} batch shapes)" if args.cuda_graphs else ""
+    md = [f"Device: {args.device}{graphs}, {args.threads} thread(s), torch {torch.__version__}. "
           f"Workload: {report['workload']}.", "",
           "| measure | plain port | textcnn | ratio |", "|---|---|---|---|"]
     for label, key, fmt, ratio in rows:

@@ -11,6 +11,12 @@
 # (carrying only the datasets, dill and multiprocess wheels). Every stage has its own time cap.
 #   DATA=<dir with kim2014/ and sst/> OUT=<results dir> bash scripts/gpu_bench.sh
 #   DATA=<same, with pkgs/> OUT=<results dir> MINILM=1 bash scripts/gpu_bench.sh
+# CUDA graphs (train.cuda_graphs; textcnn/core/cuda_graphs.py), not yet run on a GPU:
+#   GRAPHS_CHECK=1  the CUDA graph tests, one SST-1 phrase epoch without and with graphs, and
+#                   scripts/bench_text.py on CUDA without and with graphs (about 4 minutes);
+#   FULL=1          the graph tests, then the whole Kim batch but the MiniLM rows (SST phrase runs
+#                   included) as one `textcnn batch` with graphs on; its wall time plus the
+#                   MINILM=1 call's is the whole Table 2 on one GPU.
 # A CPU smoke run of the same script (seconds per stage, tiny models):
 #   DATA=../shared/data OUT=/tmp/gpu-smoke DEVICE=cpu SMOKE=1 bash scripts/gpu_bench.sh
 set -uo pipefail
@@ -31,9 +37,14 @@ now() { date +%s; }
 start=$(now)
 if [ -n "${MINILM:-}" ]; then
   export PYTHONPATH="$PYTHONPATH:$DATA/pkgs"
+  # with FULL=1 also the SST phrase rows, trained with CUDA graphs
+  rm -rf /tmp/kim-minilm
+  RECIPES=(recipes/kim2014/{mr,subj,trec}.yaml) GRAPHS=false
+  if [ -n "${FULL:-}" ]; then RECIPES+=(recipes/kim2014/{sst1,sst2}.yaml) GRAPHS=true; fi
   timeout --signal=INT "${BATCH_SECONDS:-270}" $PY -m textcnn.cli batch \
-    recipes/kim2014/{mr,subj,trec}.yaml --out /tmp/kim-minilm --jobs "${JOBS:-9}" --fold-batched \
-    --only '*minilm*' --set train.device="$DEVICE" --set train.progress=false "${TINY[@]}" 2>&1 \
+    "${RECIPES[@]}" --out /tmp/kim-minilm --jobs "${JOBS:-9}" --fold-batched \
+    --only '*minilm*' --set train.device="$DEVICE" --set train.progress=false \
+    --set train.cuda_graphs="$GRAPHS" "${TINY[@]}" 2>&1 \
     | tr '\r' '\n' | grep -v '^batch:'
   echo "minilm batch wall $(( $(now) - start )) s"
   cp /tmp/kim-minilm/results.jsonl "$OUT/minilm_results.jsonl"
@@ -41,6 +52,53 @@ if [ -n "${MINILM:-}" ]; then
 fi
 [ "$DEVICE" = cuda ] && nvidia-smi -L
 $PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu')"
+
+# pytest travels as wheels with the others (pytest, pluggy, iniconfig, pygments)
+graph_tests() {
+  $PY -m pytest -q -p no:cacheprovider tests/core/test_cuda_graphs.py tests/core/test_engine.py 2>&1 | tail -4
+}
+if [ -n "${GRAPHS_CHECK:-}" ]; then
+  graph_tests
+  for graphs in false true; do
+    t0=$(now)
+    timeout --signal=INT "${SST_SECONDS:-80}" $PY -m textcnn.cli batch recipes/kim2014/sst1.yaml \
+      --out "/tmp/sst1-epoch-graphs-$graphs" --only sst1/rand --set train.epochs=1 \
+      --set train.device="$DEVICE" --set train.progress=false --set train.cuda_graphs=$graphs \
+      "${TINY[@]}" 2>&1 | tr '\r' '\n' | grep -E 'done|failed|Warning'
+    cp "/tmp/sst1-epoch-graphs-$graphs/results.jsonl" "$OUT/sst1_phrase_epoch_graphs_$graphs.jsonl" 2>/dev/null
+    echo "one SST-1 phrase epoch, cuda_graphs=$graphs: wall $(( $(now) - t0 )) s"
+  done
+  EPOCHS=25; [ -n "${SMOKE:-}" ] && EPOCHS=1
+  for flag in "" --cuda-graphs; do
+    timeout "${BENCH_SECONDS:-100}" $PY scripts/bench_text.py --device "$DEVICE" --threads 4 \
+      --epochs $EPOCHS $flag --out "$OUT/bench_text_cuda${flag:+_graphs}" | tail -11 \
+      || echo "BENCH STOPPED (rc $?)"
+  done
+  echo "total $(( $(now) - start )) s"
+  exit 0
+fi
+if [ -n "${FULL:-}" ]; then
+  graph_tests
+  rm -rf /tmp/kim-full /tmp/kim-seeds  # a timed run starts empty (the batch would resume)
+  batch_start=$(now)
+  R=recipes/kim2014
+  FULL_ARGS=(--fold-batched --set train.device="$DEVICE" --set train.progress=false
+             --set train.cuda_graphs=true "${TINY[@]}")
+  # the protocol of scripts/run_kim2014.sh: every run of seed 0, and CNN-rand on SST-1 and TREC
+  # with seeds 1 and 2 beside it (a second batch at the same time, into its own folder)
+  timeout --signal=INT "${BATCH_SECONDS:-540}" $PY -m textcnn.cli batch \
+    $R/{sst1,sst2,trec,mr,subj,sst1-sentences,sst2-sentences}.yaml --out /tmp/kim-full \
+    --jobs "${JOBS:-10}" --only '*/rand*' --only '*word2vec*' --only '*/tfidf*' --only '*/nbsvm*' \
+    "${FULL_ARGS[@]}" > /tmp/kim-full.log 2>&1 &
+  timeout --signal=INT "${BATCH_SECONDS:-540}" $PY -m textcnn.cli batch $R/sst1.yaml $R/trec.yaml \
+    --out /tmp/kim-seeds --jobs 4 --only 'sst1/rand*' --only 'trec/rand*' --seeds 1,2 \
+    "${FULL_ARGS[@]}" > /tmp/kim-seeds.log 2>&1 &
+  wait
+  cat /tmp/kim-full.log /tmp/kim-seeds.log | tr '\r' '\n' | grep -v '^batch:'
+  echo "whole Kim batch but MiniLM, CUDA graphs: wall $(( $(now) - batch_start )) s"
+  cat /tmp/kim-full/results.jsonl /tmp/kim-seeds/results.jsonl > "$OUT/full_results.jsonl" 2>/dev/null
+  exit 0
+fi
 
 timeout "${BENCH_SECONDS:-150}" $PY scripts/bench_fold_batched.py --device "$DEVICE" --threads 4 \
   "${BENCH[@]}" --out "$OUT/bench_fold_batched_cuda" || echo "BENCH STOPPED (rc $?)"
