@@ -118,13 +118,14 @@ class StepGraphs:
         """Run `fn` on the capture stream, ordered after (and before) the current stream's work."""
         if self.stream is None:
             return fn()
-        current = torch.cuda.current_stream()
+        current = torch.cuda.current_stream(self.stream.device)
         self.stream.wait_stream(current)
         for tensor in tensors:  # their memory must not be reused before the side stream is done
             tensor.record_stream(self.stream)
         with torch.cuda.stream(self.stream):
             result = fn()
         current.wait_stream(self.stream)
+        result.record_stream(current)  # made on the side stream, read on the current one
         return result
 
     def _eager(self, batch: Batch) -> torch.Tensor:

@@ -297,7 +297,8 @@ class Trainer:
         if self.graphed and self.step_graphs is None:
             self.step_graphs = StepGraphs(
                 functools.partial(self._step, use_amp=use_amp, autocast_cache=False),
-                on_capture_failure=lambda: self.optimizer.zero_grad(set_to_none=True))
+                on_capture_failure=lambda: self.optimizer.zero_grad(set_to_none=True),
+                stream=torch.cuda.Stream(device=self.device))
         for batch in bar:
             if scheduled:
                 factor = self.lr_factor(step + count)
