@@ -81,22 +81,27 @@ def test_recorded_steps_train_like_eager_steps(warmup):
     assert sum(graphs.eager_runs.values()) == 3 * warmup
 
 
-def test_failed_capture_warns_and_falls_back_to_eager():
+def test_a_failed_capture_leaves_that_shape_eager_and_the_others_graphed():
     eager_model, _, eager_step = linear_step()
     for b in make_batches():
         eager_step(b)
     model, optimizer, step = linear_step()
-    failures = []
+    failures, attempts = [], []
 
-    def broken_capture(step, static_batch, stream):
-        raise RuntimeError("operation not permitted when stream is capturing")
+    def capture_failing_on_six_rows(step, static_batch, stream):
+        attempts.append(static_batch[0].shape[0])
+        if static_batch[0].shape[0] == 6:  # like a kernel that synchronises above some size
+            raise RuntimeError("operation not permitted when stream is capturing")
+        return stand_in_capture(step, static_batch, stream)
 
-    graphs = StepGraphs(step, warmup=1, capture=broken_capture, stream=None,
+    graphs = StepGraphs(step, warmup=1, capture=capture_failing_on_six_rows, stream=None,
                         on_capture_failure=lambda: failures.append(True))
-    with pytest.warns(RuntimeWarning, match="capture failed .*not permitted"):
+    with pytest.warns(RuntimeWarning, match=r"capture failed .*not permitted.*shape \[\(6, 5\), \(6,\)\]"):
         for b in make_batches():
             graphs(b)
-    assert graphs.captured == 0 and len(failures) == 1  # tried once, then eager throughout
+    assert sorted(attempts) == [3, 4, 6] and len(failures) == 1  # each shape tried once
+    assert graphs.captured == 2 and list(graphs.failed) == [batch_signature(make_batches()[1])]
+    assert graphs.eager_runs[batch_signature(make_batches()[1])] == 4  # every six-row batch
     torch.testing.assert_close(model.weight, eager_model.weight)
 
 
@@ -173,7 +178,7 @@ def test_cuda_graph_training_matches_eager_training():
     eager, _, eager_result = _train_kim(False)
     graphed, trainer, result = _train_kim(True)
     assert trainer.step_graphs is not None and trainer.step_graphs.captured >= 1
-    assert trainer.step_graphs.failure is None
+    assert not trainer.step_graphs.failed
     for a, b in zip(eager.state_dict().values(), graphed.state_dict().values()):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
     for a, b in zip(eager_result.history, result.history):
@@ -183,7 +188,7 @@ def test_cuda_graph_training_matches_eager_training():
 @cuda
 def test_cuda_graph_dropout_draws_fresh_masks():
     model, trainer, result = _train_kim(True, dropout=0.5)
-    assert trainer.step_graphs.captured >= 1 and trainer.step_graphs.failure is None
+    assert trainer.step_graphs.captured >= 1 and not trainer.step_graphs.failed
     losses = [r["train_loss"] for r in result.history]
     assert len(set(losses)) == len(losses)  # same batches each epoch: only dropout differs
 

@@ -13,7 +13,9 @@ it). Dropout inside a graph draws fresh random numbers at every replay.
 
 The first `warmup` batches of each shape run eagerly, on the capture stream, as ordinary training
 steps (lazy initialisation, such as optimizer state and library workspaces, must happen before a
-capture). When a capture fails, `StepGraphs` warns once and runs every later step eagerly.
+capture). When a capture fails (an operation that synchronises, as some kernels do only above a
+size), that shape trains eagerly from then on; the others keep their graphs. The first failure
+warns.
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ class StepGraphs:
         self.stream = stream  # None: run on the current stream (tests without a GPU)
         self.graphs: dict[tuple[Any, ...], tuple[Batch, Replayable, torch.Tensor]] = {}
         self.eager_runs: Counter[tuple[Any, ...]] = Counter()
-        self.failure: BaseException | None = None
+        self.failed: dict[tuple[Any, ...], BaseException] = {}  # shapes whose capture failed
 
     @property
     def captured(self) -> int:
@@ -103,7 +105,7 @@ class StepGraphs:
         """Train on `batch`; returns its loss (a fresh tensor, safe to keep)."""
         key = batch_signature(batch)
         recorded = self.graphs.get(key)
-        if recorded is None and self.failure is None and self.eager_runs[key] >= self.warmup:
+        if recorded is None and key not in self.failed and self.eager_runs[key] >= self.warmup:
             recorded = self._record(key, batch)
         if recorded is None:
             self.eager_runs[key] += 1
@@ -136,11 +138,13 @@ class StepGraphs:
         try:
             graph, static_loss = self.capture(self.step, static_batch, self.stream)
         except Exception as error:  # noqa: BLE001 - any capture failure falls back to eager steps
-            self.failure = error
+            if not self.failed:
+                warnings.warn(f"CUDA graph capture failed ({type(error).__name__}: {error}); batches "
+                              f"of shape {[s for s, _, _ in key]} train without a graph",
+                              RuntimeWarning, stacklevel=3)
+            self.failed[key] = error
             if self.on_capture_failure is not None:
                 self.on_capture_failure()
-            warnings.warn(f"CUDA graph capture failed ({type(error).__name__}: {error}); "
-                          "training goes on without graphs", RuntimeWarning, stacklevel=3)
             return None
         self.graphs[key] = (static_batch, graph, static_loss)
         return self.graphs[key]
