@@ -68,16 +68,18 @@ class LazyAdadelta(torch.optim.Optimizer):
             # the step at which each row's averages were last brought up to date
             state["last_step"] = torch.zeros(p.shape[0], dtype=torch.long, device=p.device)
         last = state["last_step"]
-        missed = (state["step"] - 1 - last[rows]).to(p.dtype)
+        # index_select / index_copy_ rather than p[rows]: the same rows, several times faster on CPU
+        missed = (state["step"] - 1 - last.index_select(0, rows)).to(p.dtype)
         decay = torch.pow(torch.as_tensor(rho, dtype=p.dtype, device=p.device), missed)
         decay = decay.view(-1, *([1] * (p.dim() - 1)))
-        sq, acc = state["square_avg"][rows] * decay, state["acc_delta"][rows] * decay
-        param = p[rows]
+        sq = state["square_avg"].index_select(0, rows).mul_(decay)
+        acc = state["acc_delta"].index_select(0, rows).mul_(decay)
+        param = p.index_select(0, rows)
         _adadelta_rows(param, values, sq, acc, lr, rho, eps)
-        p[rows] = param
-        state["square_avg"][rows] = sq
-        state["acc_delta"][rows] = acc
-        last[rows] = state["step"]
+        p.index_copy_(0, rows, param)
+        state["square_avg"].index_copy_(0, rows, sq)
+        state["acc_delta"].index_copy_(0, rows, acc)
+        last.index_fill_(0, rows, state["step"])
 
     def dense_state(self, p: Tensor) -> tuple[Tensor, Tensor]:
         """The running averages of `p` as dense Adadelta would hold them now (for tests)."""
