@@ -151,21 +151,23 @@ def test_cuda_graphs_on_cpu_trains_exactly_as_without():
 # -- real CUDA graphs ------------------------------------------------------------------------
 
 def _kim_batches(n_batches=12, seed=0):
+    """Batches of 8 sentences, padded like cuda_graphs pads them: widths 8 and 16 in turn."""
     g = torch.Generator().manual_seed(seed)
     out = []
-    for _ in range(n_batches):
-        lengths = torch.randint(1, 14, (8,), generator=g).tolist()
+    for i in range(n_batches):
+        longest = 8 if i % 2 == 0 else 14
+        lengths = [longest, *torch.randint(1, longest + 1, (7,), generator=g).tolist()]
         sentences = [torch.randint(1, 60, (n,), generator=g).tolist() for n in lengths]
         out.append((pad_batch(sentences, multiple_of=8), torch.randint(0, 3, (8,), generator=g)))
     return out
 
 
-def _train_kim(graphs: bool, *, dropout: float = 0.0):
+def _train_kim(graphs: bool, *, dropout: float = 0.0, lr: float | None = None):
     torch.manual_seed(0)
     model = KimCNN(KimCNNConfig(vocab_size=60, num_classes=3, embedding_dim=16, maps=8,
                                 dropout=dropout))
     batches = _kim_batches()
-    config = TrainConfig(epochs=3, progress=False, device="cuda", cuda_graphs=graphs, amp=False)
+    config = TrainConfig(epochs=3, progress=False, device="cuda", cuda_graphs=graphs, amp=False, lr=lr)
     trainer = Trainer(model, config=config, batches=lambda epoch, g: batches,
                       loss_fn=lambda m, b: nn.functional.cross_entropy(m(b[0]), b[1]),
                       after_step=KimCNN.apply_max_norm)
@@ -177,7 +179,7 @@ def _train_kim(graphs: bool, *, dropout: float = 0.0):
 def test_cuda_graph_training_matches_eager_training():
     eager, _, eager_result = _train_kim(False)
     graphed, trainer, result = _train_kim(True)
-    assert trainer.step_graphs is not None and trainer.step_graphs.captured >= 1
+    assert trainer.step_graphs is not None and trainer.step_graphs.captured == 2
     assert not trainer.step_graphs.failed
     for a, b in zip(eager.state_dict().values(), graphed.state_dict().values()):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
@@ -187,10 +189,14 @@ def test_cuda_graph_training_matches_eager_training():
 
 @cuda
 def test_cuda_graph_dropout_draws_fresh_masks():
-    model, trainer, result = _train_kim(True, dropout=0.5)
-    assert trainer.step_graphs.captured >= 1 and not trainer.step_graphs.failed
+    # lr 0 keeps the weights and every epoch has the same batches, so epochs 2 and 3 (all replays)
+    # differ only if each replay draws new dropout masks
+    model, trainer, result = _train_kim(True, dropout=0.5, lr=0.0)
+    assert trainer.step_graphs.captured == 2 and not trainer.step_graphs.failed
     losses = [r["train_loss"] for r in result.history]
-    assert len(set(losses)) == len(losses)  # same batches each epoch: only dropout differs
+    assert losses[1] != losses[2]
+    _, _, no_dropout = _train_kim(True, dropout=0.0, lr=0.0)
+    assert no_dropout.history[1]["train_loss"] == pytest.approx(no_dropout.history[2]["train_loss"])
 
 
 @cuda
