@@ -3,8 +3,8 @@
 The engine owns the loop: epochs and mini-batches, the device, mixed precision and (optionally)
 CUDA graphs of the step on CUDA, the optimizer, L1/L2 penalties, per-epoch dev evaluation,
 selection of the best epoch by a named dev metric, early stopping, seeding, a tqdm progress bar,
-per-epoch JSONL metrics and resumable checkpoints. The model side supplies three callables: the batches of an epoch, the loss of a
-batch, and the dev metrics of the model.
+per-epoch JSONL metrics and resumable checkpoints. The model side supplies three callables: the
+batches of an epoch, the loss of a batch, and the dev metrics of the model.
 """
 
 from __future__ import annotations
