@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from textcnn.benchmarks import recipe_splits
+from textcnn.benchmarks import Splits, recipe_splits
 from textcnn.core.config import dump_yaml, to_dict
 from textcnn.data import LabelMap, load_data
 from textcnn.errors import TextCNNError
@@ -39,13 +39,18 @@ class TrainOutcome:
         return "  ".join(parts)
 
 
-def train_recipe(recipe: TextRecipe, out_dir: str | Path) -> TrainOutcome:
-    """Train the model `recipe` describes into `out_dir`; evaluate on its test split if any."""
-    out_dir = Path(out_dir)
+def _start_run(recipe: TextRecipe, out_dir: Path) -> tuple[str, Splits]:
+    """A run's output folder with its resolved recipe.yaml; returns that YAML text and the splits."""
     out_dir.mkdir(parents=True, exist_ok=True)
     resolved = dump_yaml(to_dict(recipe))
     atomic_write_text(out_dir / "recipe.yaml", resolved)
-    splits = recipe_splits(recipe.data, seed=recipe.train.seed)
+    return resolved, recipe_splits(recipe.data, seed=recipe.train.seed)
+
+
+def train_recipe(recipe: TextRecipe, out_dir: str | Path) -> TrainOutcome:
+    """Train the model `recipe` describes into `out_dir`; evaluate on its test split if any."""
+    out_dir = Path(out_dir)
+    resolved, splits = _start_run(recipe, out_dir)
     if recipe.model.arch != "kim-cnn":
         return _train_baseline(recipe, splits, out_dir)
     clf = TextCNNClassifier(**recipe.estimator_params(), out_dir=str(out_dir / "train"))
@@ -72,12 +77,7 @@ def train_fold_recipes(recipes: list[TextRecipe], out_dirs: list[Path]) -> list[
         if recipe.model.arch != "kim-cnn" or recipe.estimator_params() != params:
             raise TextCNNError(f"train_fold_recipes: expected Kim CNN recipes that differ only in "
                                f"data.fold, got {recipe.name!r} fold {recipe.data.fold}")
-    resolved, splits = [], []
-    for recipe, out_dir in zip(recipes, out_dirs):
-        out_dir.mkdir(parents=True, exist_ok=True)
-        resolved.append(dump_yaml(to_dict(recipe)))
-        atomic_write_text(out_dir / "recipe.yaml", resolved[-1])
-        splits.append(recipe_splits(recipe.data, seed=recipe.train.seed))
+    resolved, splits = zip(*(_start_run(recipe, out_dir) for recipe, out_dir in zip(recipes, out_dirs)))
     start = time.perf_counter()
     clfs = fit_fold_classifiers(params, [(*s.train, *(s.dev if s.dev is not None else (None, None)))
                                          for s in splits])
