@@ -664,9 +664,9 @@ def fit_fold_classifiers(params: dict[str, Any], folds: Sequence[FoldTexts]) -> 
     for clf, (train_ids, train_targets, dev_texts, dev_targets, vectors) in prepared:
         clfs.append(clf)
         train.append((train_ids, train_targets.tolist()))
-        dev.append((clf.tokenizer_.encode_batch(dev_texts), dev_targets.tolist())
-                   if dev_targets is not None else None)
-        dev_sets.append((dev_texts, dev_targets))
+        dev_ids = clf.tokenizer_.encode_batch(dev_texts) if dev_targets is not None else None
+        dev.append((dev_ids, dev_targets.tolist()) if dev_targets is not None else None)
+        dev_sets.append((dev_ids, dev_targets))
         tables.append(vectors)
     first = clfs[0]
     classes = [len(c.classes_) for c in clfs]
@@ -705,10 +705,10 @@ def fit_fold_classifiers(params: dict[str, Any], folds: Sequence[FoldTexts]) -> 
         clf.model_config_ = replace(config, vocab_size=size)
         clf.model_ = shrink_vocab(result.models[k], size).eval()
         clf.projected_ = None
-        dev_texts, dev_targets = dev_sets[k]
+        dev_ids, dev_targets = dev_sets[k]
         best = {}
         if dev_targets is not None:  # the returned float32 model's own dev figures
-            scores = clf._scores(clf.model_, clf.tokenizer_.encode_batch(dev_texts), torch.device("cpu"))
+            scores = clf._scores(clf.model_, dev_ids, torch.device("cpu"))
             best = selection_metrics(dev_targets.numpy(), clf._decide(scores))
         history = [{"epoch": r["epoch"], "train_loss": r["train_loss"][k],
                     **({"dev_accuracy": r["dev_accuracy"][k]} if "dev_accuracy" in r else {}),
