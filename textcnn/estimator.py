@@ -76,6 +76,8 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         vectors: pretrained vectors for the non-rand variants: a word2vec/GloVe/fastText/.kv file,
             a Hugging Face checkpoint directory, "minilm" (the installed MiniLM-L6 checkpoint) or
             "word2vec" (train word2vec on the training split only). Ignored by rand.
+        allow_pickle: read a gensim `.kv` vectors file, which is a Python pickle and can run
+            code when loaded; False refuses it. Never taken from a saved model's config.json.
         min_frequency, max_vocab, lowercase: vocabulary options of the word-level tokenizer.
         epochs, batch_size, optimizer, lr: training; Adadelta (rho 0.95, eps 1e-6) by default.
         dev_fraction: share of the training data held out (stratified) to select the best epoch
@@ -109,6 +111,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         max_norm: float | None = 3.0,
         embedding_dim: int = 300,
         vectors: str | None = None,
+        allow_pickle: bool = False,
         min_frequency: int = 1,
         max_vocab: int | None = None,
         lowercase: bool = True,
@@ -139,6 +142,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         self.max_norm = max_norm
         self.embedding_dim = embedding_dim
         self.vectors = vectors
+        self.allow_pickle = allow_pickle
         self.min_frequency = min_frequency
         self.max_vocab = max_vocab
         self.lowercase = lowercase
@@ -240,7 +244,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
             kv = train_word2vec(train_texts, tokenizer, dim=self.embedding_dim, seed=self.seed,
                                 epochs=self.word2vec_epochs)
         else:
-            kv = load_vectors(source)
+            kv = load_vectors(source, allow_pickle=self.allow_pickle)
         table, self.coverage_ = embedding_matrix(tokenizer.vocab(), kv, seed=self.seed,
                                                  special_ids={"pad": tokenizer.pad_id, "unk": tokenizer.unk_id})
         return tokenizer, ids, torch.as_tensor(table, dtype=torch.float32)
@@ -409,6 +413,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
             raise TextCNNError(f"{config_file}: expected kind 'text-classifier', got {meta.get('kind')!r}")
         params = meta["params"]
         params["widths"] = tuple(params["widths"])
+        params["allow_pickle"] = False  # a model directory never makes a refit unpickle vectors
         clf = cls(**params)
         clf.model_config_ = KimCNNConfig(**meta["model"])
         cfg = clf.model_config_
