@@ -347,6 +347,7 @@ def visualize(model_dir: str | Path, out_dir: str | Path, *, data_spec: str | No
     from vision import visualize as viz
 
     model, meta = load_image_model(model_dir)
+    viz.check_filters(model, filters)  # before the data is read
     data = eval_data(meta, data_spec)
     raw = resize(to_channels(data.images, meta["input_size"][0]), tuple(meta["input_size"][1:]))
     return viz.write_all(model, raw, prepare(data.images, meta), Path(out_dir),
