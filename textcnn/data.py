@@ -11,10 +11,12 @@ benchmark files give exactly the counts in their README.
 
 from __future__ import annotations
 
+import csv
 import importlib
 import json
 import os
 import re
+import sys
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,6 +27,7 @@ import datasets
 import numpy as np
 from datasets.exceptions import DatasetGenerationError, DatasetNotFoundError
 
+from textcnn.core.digest import sha256_files
 from textcnn.core.registry import resolve
 from textcnn.errors import TextCNNError, did_you_mean
 from textcnn.tokenizer import materialize
@@ -38,7 +41,8 @@ Label = int | str
 _CP1252_C1 = {
     b: bytes([b]).decode("cp1252") for b in range(0x80, 0xA0) if b not in (0x81, 0x8D, 0x8F, 0x90, 0x9D)
 }
-_KIM_LINE = re.compile(r"([+-]?\d+) (.*)")
+# A label alone (Kim's CR and MPQA files have such lines) is an empty sentence.
+_KIM_LINE = re.compile(r"([+-]?\d+)(?: (.*))?")
 
 
 def decode_line(raw: bytes) -> str:
@@ -75,22 +79,22 @@ def _dataset(texts: list[str], labels: list[Label]) -> datasets.Dataset:
 def read_kim_file(path: str | os.PathLike) -> datasets.Dataset:
     """Read `<integer label> <sentence>` lines (Kim's MR, Subj, TREC, SST, CR, MPQA files).
 
-    No line is skipped: a blank line or one without an integer label and a sentence raises
-    `TextCNNError` naming file:line (the benchmark files have none; their counts need none
-    skipped). Spaces around the sentence are stripped.
+    No line is skipped. A line holding only a label (with or without spaces after it) is an
+    empty sentence: Kim's CR and MPQA files have such lines, and their counts (3,775 and 10,606)
+    include them. A blank line, or one that does not start with an integer label, raises
+    `TextCNNError` naming file:line. Spaces around the sentence are stripped.
     """
     path = _existing_file(path, "a Kim-format file ('<label> <sentence>' lines)")
     texts: list[str] = []
     labels: list[Label] = []
     for lineno, line in enumerate(_lines(path), start=1):
         match = _KIM_LINE.fullmatch(line)
-        text = match.group(2).strip(" \t") if match else ""
-        if not text:
+        if match is None:
             got = repr(line[:80]) if line.strip() else "an empty line"
             raise TextCNNError(
                 f"{path}:{lineno}: expected '<integer label> <sentence>', got {got}"
             )
-        texts.append(text)
+        texts.append((match.group(2) or "").strip(" \t"))
         labels.append(int(match.group(1)))
     return _dataset(texts, labels)
 
@@ -264,6 +268,40 @@ def _text_label_columns(
     return ds
 
 
+def _check_field_counts(path: Path, delimiter: str) -> None:
+    """Raise naming file:line at the first row with more fields than the header.
+
+    pandas would not complain when every row has one field more: it makes the first column the
+    index and shifts the others, so the model would train on the wrong columns."""
+    # a text field may be long; the csv module's default cap (128 KiB) is not a data error
+    csv.field_size_limit(min(sys.maxsize, 1 << 62))
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        rows = csv.reader(f, delimiter=delimiter)
+        header: list[str] | None = None
+        start = 1
+        for row in rows:
+            if row and header is None:
+                header = row
+            elif row and len(row) > len(header):
+                raise TextCNNError(
+                    f"{path}:{start}: expected at most {len(header)} fields like the header "
+                    f"({delimiter.join(header)[:80]}), got {len(row)}; quote a field that holds "
+                    f"the delimiter {delimiter!r}"
+                )
+            start = rows.line_num + 1
+
+
+def content_cache_dir(files: Sequence[str | os.PathLike],
+                      cache_dir: str | os.PathLike | None = None) -> str:
+    """A `datasets` cache folder keyed by the content of `files`.
+
+    `datasets` keys its cache of a local file on the path and modification time, so a file
+    rewritten within the same second (or copied with its times kept) would be served from the
+    old cache; a folder per content hash cannot be stale."""
+    base = Path(cache_dir) if cache_dir is not None else Path(datasets.config.HF_DATASETS_CACHE)
+    return str(base / "by-content" / sha256_files(files)[:16])
+
+
 def read_table(
     path: str | os.PathLike,
     *,
@@ -275,7 +313,9 @@ def read_table(
     """Read a CSV, TSV, JSON (records or JSON Lines) or Parquet file through `datasets`.
 
     `format` (csv, tsv, json, jsonl, parquet) defaults to the file's suffix. `cache_dir` is where
-    `datasets` keeps its Arrow cache (default: its own, under the user's home).
+    `datasets` keeps its Arrow cache (default: its own, under the user's home), in a folder per
+    file content (`content_cache_dir`). A CSV/TSV row with more fields than the header raises
+    `TextCNNError` naming file:line.
     """
     path = _existing_file(path, "a table file (csv, tsv, json, jsonl, parquet)")
     if format is None:
@@ -286,12 +326,14 @@ def read_table(
                 f"got '{path.suffix}'"
             )
     builder, options = resolve(format, _TABLE_BUILDERS, "table format")
+    if builder == "csv":
+        _check_field_counts(path, options.get("delimiter", ","))
     try:
         ds = datasets.load_dataset(
             builder,
             data_files=str(path),
             split="train",
-            cache_dir=None if cache_dir is None else str(cache_dir),
+            cache_dir=content_cache_dir([path], cache_dir),
             **options,
         )
     except (DatasetGenerationError, ValueError, OSError) as err:
@@ -338,6 +380,9 @@ def open_hub_dataset(
         if local.is_dir() and _is_saved_dataset(local):
             ds = _load_saved(local, split)
         else:
+            if local.is_dir():  # its files, not their times, key the cache
+                files = sorted(p for p in local.rglob("*") if p.is_file())
+                cache_dir = content_cache_dir(files, cache_dir)
             ds = datasets.load_dataset(
                 str(name), config, split=split, cache_dir=None if cache_dir is None else str(cache_dir)
             )
@@ -400,7 +445,14 @@ def detect_format(spec: str | os.PathLike) -> str:
     """The format `load_data` would read `spec` as, when no `format=` is given."""
     path = Path(spec)
     if path.is_dir():
-        return "hub"
+        if _is_saved_dataset(path):
+            return "hub"
+        # `datasets` would read whichever files it finds there; a split folder must be meant
+        raise TextCNNError(
+            f"{path}: expected a data file or a folder written by save_to_disk, got a folder of "
+            "other files; for a folder of split files (train.csv, test.csv, ...) give format "
+            "hub (recipe: data.format: hub)"
+        )
     if not path.is_file():
         raise TextCNNError(
             f"{path}: expected a data file or folder, got no such file "

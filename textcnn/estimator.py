@@ -20,7 +20,6 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
@@ -33,9 +32,9 @@ from textcnn.core.engine import (
     native_bf16,
     resolve_device,
 )
+from textcnn.core.modeldir import open_model_dir, write_model_dir
 from textcnn.data import LabelMap, holdout_split
 from textcnn.errors import TextCNNError
-from textcnn.io import atomic_write, atomic_write_json, atomic_write_text
 from textcnn.metrics import selection_metrics
 from textcnn.model import KimCNN, KimCNNConfig
 from textcnn.projection import ProjectedKimCNN, projected_logits
@@ -48,7 +47,8 @@ from textcnn.vectors import (
     train_word2vec,
 )
 
-ARTIFACT_FORMAT = 1
+KIND = "text-classifier"  # config.json's kind of a saved text model
+TOKENIZER, LABELS = "tokenizer.json", "labels.json"
 INFERENCE_BATCH = 1000
 MAX_TABLE_BYTES = 1 << 30  # larger vocabularies predict with the convolutions instead
 GRAPH_PAD_MULTIPLE = 8  # with cuda_graphs: batch widths rounded up to this, a few graphs in all
@@ -76,6 +76,8 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         vectors: pretrained vectors for the non-rand variants: a word2vec/GloVe/fastText/.kv file,
             a Hugging Face checkpoint directory, "minilm" (the installed MiniLM-L6 checkpoint) or
             "word2vec" (train word2vec on the training split only). Ignored by rand.
+        allow_pickle: read a gensim `.kv` vectors file, which is a Python pickle and can run
+            code when loaded; False refuses it. Never taken from a saved model's config.json.
         min_frequency, max_vocab, lowercase: vocabulary options of the word-level tokenizer.
         epochs, batch_size, optimizer, lr: training; Adadelta (rho 0.95, eps 1e-6) by default.
         dev_fraction: share of the training data held out (stratified) to select the best epoch
@@ -109,6 +111,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         max_norm: float | None = 3.0,
         embedding_dim: int = 300,
         vectors: str | None = None,
+        allow_pickle: bool = False,
         min_frequency: int = 1,
         max_vocab: int | None = None,
         lowercase: bool = True,
@@ -139,6 +142,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         self.max_norm = max_norm
         self.embedding_dim = embedding_dim
         self.vectors = vectors
+        self.allow_pickle = allow_pickle
         self.min_frequency = min_frequency
         self.max_vocab = max_vocab
         self.lowercase = lowercase
@@ -240,7 +244,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
             kv = train_word2vec(train_texts, tokenizer, dim=self.embedding_dim, seed=self.seed,
                                 epochs=self.word2vec_epochs)
         else:
-            kv = load_vectors(source)
+            kv = load_vectors(source, allow_pickle=self.allow_pickle)
         table, self.coverage_ = embedding_matrix(tokenizer.vocab(), kv, seed=self.seed,
                                                  special_ids={"pad": tokenizer.pad_id, "unk": tokenizer.unk_id})
         return tokenizer, ids, torch.as_tensor(table, dtype=torch.float32)
@@ -376,50 +380,60 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
 
     # -- saving --------------------------------------------------------------------------------
     def save(self, path: str | Path, *, recipe: str | None = None, metrics: dict | None = None) -> Path:
-        """Write the model directory (see the module docstring); returns its path."""
+        """Write the model directory (see the module docstring) as a whole, replacing an older
+        model there; returns its path."""
         check_is_fitted(self, "model_")
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.model_.state_dict().items()}
-        atomic_write(path / "model.safetensors", lambda tmp: save_file(state, str(tmp)))
-        self.tokenizer_.save(path / "tokenizer.json")
-        atomic_write_json(path / "labels.json", self.label_map_.to_json())
-        atomic_write_json(path / "config.json", {
-            "format": ARTIFACT_FORMAT, "kind": "text-classifier", "model": asdict(self.model_config_),
-            "params": _jsonable(self.get_params())})
         history = getattr(self, "fit_result_", None)
         all_metrics = {"best_epoch": history.best_epoch, "dev": history.best_metrics,
                        "epochs_run": history.epochs_run, "train_seconds": round(history.seconds, 2),
                        "history": history.history} if history is not None else {}
         all_metrics.update(metrics or {})
-        atomic_write_json(path / "metrics.json", all_metrics)
+        files = {TOKENIZER: lambda tmp: self.tokenizer_.save(tmp),
+                 LABELS: json.dumps(self.label_map_.to_json(), indent=2) + "\n",
+                 "metrics.json": json.dumps(all_metrics, indent=2) + "\n"}
         if recipe is not None:
-            atomic_write_text(path / "recipe.yaml", recipe)
-        return path
+            files["recipe.yaml"] = recipe
+        config = {"kind": KIND, "model": asdict(self.model_config_),
+                  "params": _jsonable(self.get_params())}
+        return write_model_dir(path, config=config, state=self.model_.state_dict(), files=files)
 
     @classmethod
     def load(cls, path: str | Path) -> TextCNNClassifier:
-        """Load a model directory written by `save`."""
-        path = Path(path)
-        config_file = path / "config.json"
-        if not config_file.is_file():
-            raise TextCNNError(f"{path}: expected a model directory with config.json, found none")
-        meta = json.loads(config_file.read_text())
-        if meta.get("kind") != "text-classifier":
-            raise TextCNNError(f"{config_file}: expected kind 'text-classifier', got {meta.get('kind')!r}")
-        params = meta["params"]
-        params["widths"] = tuple(params["widths"])
-        clf = cls(**params)
-        clf.model_config_ = KimCNNConfig(**meta["model"])
-        cfg = clf.model_config_
-        clf.model_ = KimCNN(cfg, vectors=torch.zeros(cfg.vocab_size, cfg.embedding_dim))
-        clf.model_.load_state_dict(load_file(str(path / "model.safetensors")))
-        clf.model_.eval()
+        """Load a model directory written by `save`; every file is checked first (checksums,
+        keys, shapes, labels) and a bad one is a `TextCNNError` naming it. The model's
+        `allow_pickle` is always False: a model directory never makes a refit unpickle vectors."""
+        model_dir = open_model_dir(path, kind=KIND, keys=("model", "params"))
+        params = dict(model_dir.get("params", dict))
+        if isinstance(params.get("widths"), list):
+            params["widths"] = tuple(params["widths"])
+        params["allow_pickle"] = False
+        clf = model_dir.build(lambda: cls(**params))
+        shape = model_dir.get("model", dict)
+        cfg = model_dir.build(lambda: KimCNNConfig(**shape))
+        state = model_dir.weights()
+        table = state.get("embeddings.0.weight")
+        if table is not None and tuple(table.shape) != (cfg.vocab_size, cfg.embedding_dim):
+            raise TextCNNError(f"{model_dir.config_file}: expected model.vocab_size and "
+                               f"embedding_dim to match the embedding table of model.safetensors "
+                               f"{list(table.shape)}, got {cfg.vocab_size} and {cfg.embedding_dim}")
+        labels = model_dir.read_json(LABELS)
+        try:
+            label_map = LabelMap.from_json(labels)
+        except TextCNNError as err:
+            raise TextCNNError(f"{model_dir.path / LABELS}: {err}") from None
+        if len(label_map) != cfg.num_classes:
+            raise TextCNNError(f"{model_dir.path / LABELS}: expected {cfg.num_classes} classes "
+                               f"(model.num_classes in config.json), got {len(label_map)}")
+        tokenizer = WordTokenizer.from_file(model_dir.file(TOKENIZER))
+        if tokenizer.vocab_size != cfg.vocab_size:
+            raise TextCNNError(f"{model_dir.path / TOKENIZER}: expected {cfg.vocab_size} entries "
+                               f"(model.vocab_size in config.json), got {tokenizer.vocab_size}")
+        model = model_dir.build(lambda: KimCNN(cfg, vectors=torch.zeros(cfg.vocab_size, cfg.embedding_dim)))
+        clf.model_config_, clf.model_ = cfg, model_dir.load_into(model, state).eval()
         clf.projected_ = None
-        clf.tokenizer_ = WordTokenizer.from_file(path / "tokenizer.json")
-        clf.label_map_ = LabelMap.from_json((path / "labels.json").read_text())
-        clf.classes_ = np.asarray(clf.label_map_.classes, dtype=object if any(
-            isinstance(c, str) for c in clf.label_map_.classes) else None)
+        clf.tokenizer_, clf.label_map_ = tokenizer, label_map
+        clf.classes_ = np.asarray(label_map.classes, dtype=object if any(
+            isinstance(c, str) for c in label_map.classes) else None)
         return clf
 
 

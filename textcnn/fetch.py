@@ -6,6 +6,12 @@ already in `dest` with the right checksum is never fetched again. Every file is 
 temporary file beside its destination, hashed on the way, and renamed into place only when the
 checksum matches, so `dest` never holds a partial or wrong file that this module wrote.
 
+Nothing is read past a file's expected size (`FileSet.sizes`): a server or copy that sends more
+is cut off at once, before the checksum, and a declared size (an HTTP Content-Length, a local
+file's size, a zip member's header) above it is refused before a byte is read. A downloaded zip
+is capped at the sizes of the files it holds plus `ZIP_SLACK`. A zip member with an absolute
+path or `..` is never extracted; a member is only ever written to `dest/<its file name>`.
+
 Failures (host unreachable, HTTP errors, a checksum mismatch, a file absent from the source) do
 not stop the other files: they are collected, and one `FetchError` at the end names the missing
 files, why each is missing, and how to place them by hand. What was fetched stays.
@@ -16,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import re
 import tempfile
 import urllib.error
 import urllib.parse
@@ -24,11 +31,12 @@ import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from tqdm.auto import tqdm
 
+from textcnn.core.digest import sha256_file
 from textcnn.errors import TextCNNError, did_you_mean
 from textcnn.io import atomic_write
 
@@ -58,8 +66,28 @@ SST_SHA256: dict[str, str] = {
     "test.txt": "6e54806dee95cf80cd918e7dfb3f6770f6df24bf826f289a4d1f709e1c8f6761",
 }
 
+# Sizes in bytes of the files in shared/data/kim2014 and shared/data/sst (their READMEs list the
+# checksums). CR and MPQA have no reference copy there: 1 MiB is an upper bound (they are about
+# 0.37 and 0.23 MB); their checksums still decide.
+KIM2014_SIZES: dict[str, int] = {
+    "rt-polarity.all": 1259719,
+    "subj.all": 1320246,
+    "TREC.train.all": 292402,
+    "TREC.test.all": 19479,
+    "stsa.fine.train": 902818,
+    "stsa.fine.dev": 117239,
+    "stsa.fine.test": 233634,
+    "stsa.binary.train": 738844,
+    "stsa.binary.dev": 94400,
+    "stsa.binary.test": 193562,
+    "custrev.all": 1 << 20,
+    "mpqa.all": 1 << 20,
+}
+SST_SIZES: dict[str, int] = {"train.txt": 2160058, "dev.txt": 280825, "test.txt": 559614}
+
 CHUNK = 1 << 20
 DEFAULT_TIMEOUT = 60.0
+ZIP_SLACK = 1 << 20  # a downloaded zip may exceed its members' sizes by this (headers, other files)
 
 
 @dataclass(frozen=True)
@@ -68,6 +96,7 @@ class FileSet:
 
     name: str
     sha256: dict[str, str]  # file name -> SHA-256 (hex)
+    sizes: dict[str, int]  # file name -> its size in bytes (at most); more is never read
     public: str  # base URL (file = public/<name>), or the URL of a zip holding them all
     public_is_zip: bool
     subdirs: tuple[str, ...]  # where a local copy of the upstream layout keeps the files
@@ -76,11 +105,11 @@ class FileSet:
 
 FILESETS: dict[str, FileSet] = {
     "kim2014": FileSet(
-        "kim2014", KIM2014_SHA256, KIM2014_BASE_URL, public_is_zip=False, subdirs=("data",),
+        "kim2014", KIM2014_SHA256, KIM2014_SIZES, KIM2014_BASE_URL, public_is_zip=False, subdirs=("data",),
         manual=f"download each missing file from {KIM2014_BASE_URL}/<file> into {{dest}}",
     ),
     "sst": FileSet(
-        "sst", SST_SHA256, SST_ZIP_URL, public_is_zip=True, subdirs=("trees",),
+        "sst", SST_SHA256, SST_SIZES, SST_ZIP_URL, public_is_zip=True, subdirs=("trees",),
         manual=f"download {SST_ZIP_URL} and copy the missing files from its trees/ folder into {{dest}}",
     ),
 }
@@ -114,21 +143,16 @@ class _ChecksumMismatch(Exception):
     pass
 
 
+class _Refused(Exception):
+    """A source that is larger than expected, or a zip member with an unsafe path."""
+
+
 def get_fileset(name: str) -> FileSet:
     """The file set called `name` ('kim2014' or 'sst'), with a hint for typos."""
     if name not in FILESETS:
         raise TextCNNError(f"data set to fetch: expected one of {', '.join(FILESETS)}, got "
                            f"'{name}'{did_you_mean(name, FILESETS)}")
     return FILESETS[name]
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """The SHA-256 (hex) of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify(name: str, dest: str | os.PathLike) -> dict[str, str]:
@@ -148,13 +172,27 @@ def verify(name: str, dest: str | os.PathLike) -> dict[str, str]:
 # -- placing one file -----------------------------------------------------------------------------
 
 
-def _copy(stream: BinaryIO, out: BinaryIO, *, desc: str, total: int | None,
-          progress: bool) -> str:
-    """Copy `stream` to `out` in chunks under a progress bar; return the SHA-256 of the bytes."""
+def _check_size(declared: int | None, limit: int, origin: str) -> None:
+    """Refuse a source whose declared size is beyond `limit`, before reading any of it."""
+    if declared is not None and declared > limit:
+        raise _Refused(f"{origin} declares {declared} bytes, more than the {limit} bytes "
+                       "expected; not read")
+
+
+def _copy(stream: BinaryIO, out: BinaryIO, *, desc: str, total: int | None, limit: int,
+          origin: str, progress: bool) -> str:
+    """Copy `stream` to `out` in chunks under a progress bar; return the SHA-256 of the bytes.
+
+    At most `limit` + 1 bytes are read: one byte more than `limit` stops the copy."""
     digest = hashlib.sha256()
+    copied = 0
     with tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
               disable=not progress, leave=False) as bar:
-        while chunk := stream.read(CHUNK):
+        while chunk := stream.read(min(CHUNK, limit + 1 - copied)):
+            copied += len(chunk)
+            if copied > limit:
+                raise _Refused(f"{origin} sent more than the {limit} bytes expected; stopped "
+                               "reading it")
             digest.update(chunk)
             out.write(chunk)
             bar.update(len(chunk))
@@ -162,12 +200,15 @@ def _copy(stream: BinaryIO, out: BinaryIO, *, desc: str, total: int | None,
 
 
 def _place(stream: BinaryIO, target: Path, expected: str, *, origin: str, total: int | None,
-           progress: bool) -> None:
-    """Stream into a temporary file beside `target`; rename it over `target` only if it hashes right."""
+           limit: int, progress: bool) -> None:
+    """Stream into a temporary file beside `target`; rename it over `target` only if it hashes
+    right. More than `limit` bytes stop the copy; the temporary file is removed."""
+    _check_size(total, limit, origin)
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as out:
-            got = _copy(stream, out, desc=target.name, total=total, progress=progress)
+            got = _copy(stream, out, desc=target.name, total=total, limit=limit, origin=origin,
+                        progress=progress)
         if got != expected:
             raise _ChecksumMismatch(f"SHA-256 of the copy from {origin}: expected {expected}, "
                                     f"got {got}")
@@ -211,21 +252,33 @@ def _download(url: str, timeout: float) -> Iterator[tuple[BinaryIO, int | None]]
 Placer = Callable[[str, Path], None]  # (file name, target) -> places it or raises
 
 
-def _zip_member(archive: zipfile.ZipFile, file: str) -> str | None:
-    """The member called `file` at the shallowest depth (trees/train.txt for train.txt)."""
-    names = [n for n in archive.namelist() if n == file or n.endswith("/" + file)]
+def _unsafe_member(name: str) -> bool:
+    """True for a zip member name with an absolute path, a drive or a `..` part."""
+    path = PurePosixPath(name.replace("\\", "/"))
+    return path.is_absolute() or ".." in path.parts or bool(re.match(r"[A-Za-z]:", name))
+
+
+def _zip_member(archive: zipfile.ZipFile, file: str, where: str) -> str | None:
+    """The member called `file` at the shallowest depth (trees/train.txt for train.txt); a
+    matching member with an unsafe path (absolute, `..`) is refused."""
+    names = [n for n in archive.namelist() if n == file or n.replace("\\", "/").endswith("/" + file)]
+    unsafe = [n for n in names if _unsafe_member(n)]
+    if unsafe:
+        raise _Refused(f"{where}: member {unsafe[0]!r} has an absolute path or '..'; not extracted")
     return min(names, key=lambda n: (n.count("/"), n)) if names else None
 
 
-def _from_zip(archive_path: Path, where: str, expected: dict[str, str], progress: bool) -> Placer:
+def _from_zip(archive_path: Path, where: str, fileset: FileSet, progress: bool) -> Placer:
     def place(file: str, target: Path) -> None:
         with zipfile.ZipFile(archive_path) as archive:
-            member = _zip_member(archive, file)
+            member = _zip_member(archive, file, where)
             if member is None:
                 raise FileNotFoundError(f"not in {where}")
+            origin, size = f"{where}:{member}", archive.getinfo(member).file_size
+            _check_size(size, fileset.sizes[file], origin)  # before the member is opened
             with archive.open(member) as stream:
-                _place(stream, target, expected[file], origin=f"{where}:{member}",
-                       total=archive.getinfo(member).file_size, progress=progress)
+                _place(stream, target, fileset.sha256[file], origin=origin, total=size,
+                       limit=fileset.sizes[file], progress=progress)
 
     return place
 
@@ -239,13 +292,13 @@ def _from_dir(root: Path, fileset: FileSet, progress: bool) -> Placer:
             if path.is_file():
                 with open(path, "rb") as stream:
                     _place(stream, target, fileset.sha256[file], origin=str(path),
-                           total=path.stat().st_size, progress=progress)
+                           total=path.stat().st_size, limit=fileset.sizes[file], progress=progress)
                 return
         for archive in zips:
             with zipfile.ZipFile(archive) as zf:
-                found = _zip_member(zf, file) is not None
+                found = _zip_member(zf, file, str(archive)) is not None
             if found:
-                _from_zip(archive, str(archive), fileset.sha256, progress)(file, target)
+                _from_zip(archive, str(archive), fileset, progress)(file, target)
                 return
         also = [f"{sub}/" for sub in fileset.subdirs] + [z.name for z in zips]
         raise FileNotFoundError(f"not in {root}" + (f" (nor in {', '.join(also)})" if also else ""))
@@ -258,20 +311,24 @@ def _from_url_base(base: str, fileset: FileSet, timeout: float, progress: bool) 
         url = f"{base.rstrip('/')}/{urllib.parse.quote(file)}"
         with _download(url, timeout) as (response, length):
             _place(response, target, fileset.sha256[file], origin=url, total=length,
-                   progress=progress)
+                   limit=fileset.sizes[file], progress=progress)
 
     return place
 
 
 @contextmanager
-def _downloaded_zip(url: str, dest: Path, timeout: float, progress: bool) -> Iterator[Path]:
-    """Download the zip at `url` to a temporary file in `dest`, removed on exit."""
+def _downloaded_zip(url: str, dest: Path, timeout: float, limit: int,
+                    progress: bool) -> Iterator[Path]:
+    """Download the zip at `url` (at most `limit` bytes) to a temporary file in `dest`, removed
+    on exit."""
     dest.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".download.", suffix=".zip.tmp", dir=dest)
     path = Path(tmp)
     try:
         with os.fdopen(fd, "wb") as out, _download(url, timeout) as (response, length):
-            _copy(response, out, desc=url.rsplit("/", 1)[-1], total=length, progress=progress)
+            _check_size(length, limit, url)
+            _copy(response, out, desc=url.rsplit("/", 1)[-1], total=length, limit=limit,
+                  origin=url, progress=progress)
         if not zipfile.is_zipfile(path):
             raise _Unavailable(f"{url} is not a zip file", host_down=False)
         yield path
@@ -325,7 +382,7 @@ def _fetch_files(fileset: FileSet, todo: list[str], dest: Path, source: str | os
         if local.is_dir():
             _run(_from_dir(local, fileset, progress), todo, dest, report)
         elif local.is_file() and zipfile.is_zipfile(local):
-            _run(_from_zip(local, str(local), fileset.sha256, progress), todo, dest, report)
+            _run(_from_zip(local, str(local), fileset, progress), todo, dest, report)
         else:
             got = "a file that is not a zip" if local.is_file() else "no such path"
             raise TextCNNError(f"fetch source {source}: expected a folder, a .zip or an "
@@ -336,10 +393,11 @@ def _fetch_files(fileset: FileSet, todo: list[str], dest: Path, source: str | os
     if not is_zip:
         _run(_from_url_base(url, fileset, timeout, progress), todo, dest, report)
         return
+    limit = sum(fileset.sizes.values()) + ZIP_SLACK
     try:
-        with _downloaded_zip(url, dest, timeout, progress) as archive:
-            _run(_from_zip(archive, url, fileset.sha256, progress), todo, dest, report)
-    except _Unavailable as err:
+        with _downloaded_zip(url, dest, timeout, limit, progress) as archive:
+            _run(_from_zip(archive, url, fileset, progress), todo, dest, report)
+    except (_Unavailable, _Refused) as err:
         for file in todo:
             report.missing.setdefault(file, str(err))
 
@@ -356,7 +414,7 @@ def _run(place: Placer, todo: list[str], dest: Path, report: FetchReport) -> Non
         except _Unavailable as err:
             report.missing[file] = str(err)
             host_down = str(err) if err.host_down else None
-        except (_ChecksumMismatch, OSError, zipfile.BadZipFile) as err:
+        except (_ChecksumMismatch, _Refused, OSError, zipfile.BadZipFile) as err:
             report.missing[file] = str(err)
         else:
             report.fetched.append(file)

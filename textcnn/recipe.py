@@ -46,6 +46,7 @@ class EmbeddingsSection:
 
     path: str | None = None  # vectors file, HF checkpoint dir, 'minilm' or 'word2vec' (in-domain)
     word2vec_epochs: int = 25  # epochs of in-domain word2vec training
+    allow_pickle: bool = False  # read a gensim .kv file (a pickle, which can run code): only if trusted
 
 
 @dataclass
@@ -85,6 +86,7 @@ class TextRecipe:
         return dict(
             variant=m.variant, widths=tuple(m.widths), maps=m.maps, dropout=m.dropout,
             max_norm=m.max_norm, embedding_dim=m.embedding_dim, vectors=self.embeddings.path,
+            allow_pickle=self.embeddings.allow_pickle,
             min_frequency=self.tokenizer.min_frequency, max_vocab=self.tokenizer.max_size,
             lowercase=self.tokenizer.lowercase, epochs=t.epochs, batch_size=t.batch_size,
             optimizer=t.optimizer, lr=t.lr, dev_fraction=m.dev_fraction, patience=t.patience,

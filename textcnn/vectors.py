@@ -4,8 +4,11 @@ Formats `load_vectors` reads:
 - word2vec binary (`.bin` with a "count dim" header) and word2vec text (`.txt`/`.vec` with one),
 - GloVe text (no header line),
 - fastText `.bin` (Facebook's format; out-of-vocabulary words get vectors from subwords),
-- gensim `.kv` (`KeyedVectors.save`). That format is a pickle: loading it runs code the file
-  names, which is acceptable only because it is the user's own input. We never write pickles.
+- gensim `.kv` (`KeyedVectors.save`), only with `allow_pickle=True`. That format is a Python
+  pickle: loading one runs whatever code the file names, so it is refused unless the user opts
+  in (recipe `embeddings.allow_pickle: true`), and then read with a warning. A saved model never
+  opts in for the user. We never write pickles; `KeyedVectors.save_word2vec_format` turns a
+  `.kv` file into word2vec binary, which needs no opt-in.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import os
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +31,7 @@ if TYPE_CHECKING:  # gensim is imported where vectors are read or trained: it is
     from gensim.models import KeyedVectors
 
 _FASTTEXT_MAGIC = 793712314  # first int32 of a Facebook fastText .bin
+_PICKLED_FORMATS = ("kv",)  # formats whose reader unpickles the file
 # Keyed as `resolve` normalizes names ("word2vec-bin" -> "word2vec_bin").
 _VECTOR_FORMATS = {
     name.replace("-", "_"): name
@@ -71,11 +76,17 @@ def _looks_textual(head: bytes) -> bool:
 
 
 def load_vectors(
-    path: str | os.PathLike, *, format: str | None = None, limit: int | None = None
+    path: str | os.PathLike,
+    *,
+    format: str | None = None,
+    limit: int | None = None,
+    allow_pickle: bool = False,
 ) -> KeyedVectors:
     """Load pretrained word vectors; `format` (see `detect_vectors_format`) is guessed if None.
 
     `limit` reads only the first `limit` vectors of word2vec/GloVe files (most frequent first).
+    A pickled format (gensim `.kv`) raises `TextCNNError` unless `allow_pickle`; with it, it is
+    read with a warning.
     """
     path = Path(path)
     if not path.is_file():
@@ -84,6 +95,18 @@ def load_vectors(
     format = detect_vectors_format(path) if format is None else resolve(
         format, _VECTOR_FORMATS, "word-vector format"
     )
+    if format in _PICKLED_FORMATS:
+        if not allow_pickle:
+            raise TextCNNError(
+                f"{path}: expected word2vec, GloVe or fastText vectors, got a gensim .kv file, "
+                "which is a Python pickle that can run code when loaded; convert it with "
+                "KeyedVectors.save_word2vec_format(..., binary=True), or, if you trust the file, "
+                "set embeddings.allow_pickle: true (TextCNNClassifier(allow_pickle=True))"
+            )
+        warnings.warn(
+            f"{path}: loading a pickled .kv file (allow_pickle is on): it can run code",
+            stacklevel=2,
+        )
     if format == "word2vec-bin" and _looks_textual(_open_head(path, 4096)):
         # gensim would read the text as floats without complaint
         raise TextCNNError(

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from textcnn.batching import pad_batch, sorted_batches
+from textcnn.errors import TextCNNError
 from textcnn.estimator import TextCNNClassifier
 from textcnn.io import atomic_write, atomic_write_json, atomic_write_text
 from textcnn.projection import ProjectedKimCNN
@@ -24,9 +25,15 @@ from textcnn.projection import ProjectedKimCNN
 
 def top_ngrams(clf: TextCNNClassifier, texts: Sequence[str], *, maps: Sequence[int] = (0, 1, 2, 3),
                top: int = 5, batch_size: int = 500) -> list[dict[str, Any]]:
-    """For each width and each map in `maps`, the `top` distinct n-grams with the highest score."""
+    """For each width and each map in `maps`, the `top` distinct n-grams with the highest score.
+
+    A map index outside 0..maps-1 raises `TextCNNError` naming the valid range."""
+    cfg = clf.model_.config
+    bad = [m for m in maps if isinstance(m, bool) or not isinstance(m, int) or not 0 <= m < cfg.maps]
+    if bad or not maps:
+        raise TextCNNError(f"maps: expected feature-map indices in 0..{cfg.maps - 1} (the model has "
+                           f"{cfg.maps} maps per width), got {list(maps)}")
     model = ProjectedKimCNN(clf.model_.cpu().eval())
-    cfg = model.config
     ids = clf.tokenizer_.encode_batch(list(texts))
     best: dict[tuple[int, int], dict[str, float]] = {(w, m): {} for w in cfg.widths for m in maps}
     with torch.no_grad():
@@ -88,9 +95,9 @@ def visualize_text_model(model_dir: str | Path, out_dir: str | Path, *, texts: S
                          maps: Sequence[int] = (0, 1, 2, 3), top: int = 5) -> list[Path]:
     """Write `ngrams.md`/`ngrams.json` (top n-grams per map) and `training-curve.png`."""
     clf = TextCNNClassifier.load(model_dir)
+    found = top_ngrams(clf, texts, maps=maps, top=top)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    found = top_ngrams(clf, texts, maps=maps, top=top)
     lines = ["| width | map | top n-grams (score) |", "|---|---|---|"]
     for entry in found:
         shown = "; ".join(f"{g} ({s:.2f})" for g, s in entry["ngrams"])

@@ -90,11 +90,21 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def _read_with_pil(path: str | os.PathLike) -> np.ndarray:
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
+        # Pillow only warns about an image beyond its pixel limit (up to twice it), then decodes
+        # it: a few bytes of PNG can declare gigapixels. Beyond the limit is an error here.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)  # reads the header only
+        with img:
             return pil_array(img)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise TextCNNError(f"{path}: expected an image of at most {Image.MAX_IMAGE_PIXELS} pixels, "
+                           f"got more ({err})") from None
     except (OSError, UnidentifiedImageError) as err:
         raise TextCNNError(f"{path}: expected a readable image, got: {err}") from None
 

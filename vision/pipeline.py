@@ -17,22 +17,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from textcnn.core.config import dump_yaml, to_dict, typed_recipe
 from textcnn.core.engine import TrainConfig, Trainer, seed_everything
+from textcnn.core.modeldir import ModelDir, open_model_dir, write_model_dir
 from textcnn.data import holdout_split
 from textcnn.errors import TextCNNError
-from textcnn.io import atomic_write, atomic_write_json, atomic_write_text
+from textcnn.io import atomic_write_json, atomic_write_text
 from textcnn.metrics import evaluation_report, selection_metrics
 from textcnn.pipeline import TrainOutcome
 from vision.data import ImageData, load_images, read_image, split_indices
 from vision.registry import create_model
 from vision.transforms import Augment, normalize, resize, to_channels
 
-ARTIFACT_FORMAT = 1
 KIND = "image-classifier"
 INFERENCE_BATCH = 256
 
@@ -177,7 +176,7 @@ def train_image_recipe(data: dict[str, Any], *, source: str,
     train = splits.train
     mean, std = channel_stats(train.images)
     channels, height, width = train.images.shape[1:]
-    meta = {"format": ARTIFACT_FORMAT, "kind": KIND, "model": recipe.model.name,
+    meta = {"kind": KIND, "model": recipe.model.name,
             "kwargs": recipe.model.kwargs, "num_classes": len(train.classes),
             "in_channels": channels, "classes": train.classes,
             "input_size": [channels, height, width], "normalize": {"mean": mean, "std": std},
@@ -249,44 +248,43 @@ def _report(model: nn.Module, data: ImageData, meta: dict[str, Any]) -> dict[str
 
 def save_image_model(model: nn.Module, path: str | Path, *, meta: dict[str, Any],
                      metrics: dict[str, Any] | None = None, recipe: str | None = None) -> Path:
-    """Write a model directory: model.safetensors, config.json, metrics.json, recipe.yaml."""
-    path = Path(path)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write(path / "model.safetensors", lambda tmp: save_file(state, str(tmp)))
-    atomic_write_json(path / "config.json", meta)
-    atomic_write_json(path / "metrics.json", metrics or {})
+    """Write a model directory as a whole (model.safetensors, config.json from `meta` with the
+    files' SHA-256, metrics.json, recipe.yaml), replacing an older model there."""
+    files = {"metrics.json": json.dumps(metrics or {}, indent=2) + "\n"}
     if recipe is not None:
-        atomic_write_text(path / "recipe.yaml", recipe)
-    return path
+        files["recipe.yaml"] = recipe
+    return write_model_dir(path, config=meta, state=model.state_dict(), files=files)
 
 
-def read_model_dir(model_dir: str | Path, kind: str) -> tuple[dict[str, Any], Path]:
-    """config.json of a model directory of `kind`, and the path of its model.safetensors."""
-    path = Path(model_dir)
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise TextCNNError(f"{path}: expected a model directory with config.json, found none")
-    try:
-        meta = json.loads(config_file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise TextCNNError(f"{config_file}: expected JSON, got an error: {err}") from None
-    if not isinstance(meta, dict) or meta.get("kind") != kind:
-        got = meta.get("kind") if isinstance(meta, dict) else type(meta).__name__
-        raise TextCNNError(f"{config_file}: expected kind '{kind}', got {got!r}")
-    weights = path / "model.safetensors"
-    if not weights.is_file():
-        raise TextCNNError(f"{path}: expected model.safetensors beside config.json, found none")
-    return meta, weights
+def check_classes(model_dir: ModelDir) -> list[str]:
+    """config.json's `classes`: `num_classes` names (strings)."""
+    classes = model_dir.get("classes", list)
+    count = model_dir.get("num_classes", int)
+    if len(classes) != count or not all(isinstance(c, str) for c in classes):
+        raise TextCNNError(f"{model_dir.config_file}: expected 'classes' to hold num_classes "
+                           f"({count}) names, got {str(classes)[:80]}")
+    return classes
 
 
 def load_image_model(model_dir: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """The model of a directory written by `train_image_recipe` (in eval mode, on the CPU) and
-    its config.json."""
-    meta, weights = read_model_dir(model_dir, KIND)
-    model = create_model(meta["model"], num_classes=meta["num_classes"],
-                         in_channels=meta["in_channels"], **meta["kwargs"])
-    model.load_state_dict(load_file(str(weights)))
-    return model.eval(), meta
+    its config.json; every file is checked first (see `textcnn.core.modeldir`)."""
+    folder = open_model_dir(model_dir, kind=KIND, keys=("model", "kwargs", "in_channels"))
+    meta = folder.config
+    check_classes(folder)
+    size = folder.get("input_size", list)
+    norm = folder.get("normalize", dict)
+    if len(size) != 3 or not all(isinstance(v, int) and v > 0 for v in size) \
+            or size[0] != meta["in_channels"]:
+        raise TextCNNError(f"{folder.config_file}: expected 'input_size' [in_channels, height, "
+                           f"width] of positive integers, got {size}")
+    if not all(isinstance(norm.get(k), list) and len(norm[k]) == size[0] for k in ("mean", "std")):
+        raise TextCNNError(f"{folder.config_file}: expected 'normalize' with a mean and a std per "
+                           f"channel ({size[0]}), got {str(norm)[:80]}")
+    name, kwargs = folder.get("model", str), folder.get("kwargs", dict)
+    model = folder.build(lambda: create_model(name, num_classes=meta["num_classes"],
+                                              in_channels=meta["in_channels"], **kwargs))
+    return folder.load_into(model).eval(), meta
 
 
 def eval_data(meta: dict[str, Any], data_spec: str | None) -> ImageData:
@@ -349,6 +347,7 @@ def visualize(model_dir: str | Path, out_dir: str | Path, *, data_spec: str | No
     from vision import visualize as viz
 
     model, meta = load_image_model(model_dir)
+    viz.check_filters(model, filters)  # before the data is read
     data = eval_data(meta, data_spec)
     raw = resize(to_channels(data.images, meta["input_size"][0]), tuple(meta["input_size"][1:]))
     return viz.write_all(model, raw, prepare(data.images, meta), Path(out_dir),
@@ -357,5 +356,5 @@ def visualize(model_dir: str | Path, out_dir: str | Path, *, data_spec: str | No
 
 __all__ = ["ImageDataSection", "ImageModelSection", "ImageRecipe", "Splits", "channel_stats",
            "class_probabilities", "eval_data", "evaluate_image_model", "image_recipe",
-           "load_image_model", "load_splits", "read_model_dir", "predict_images", "prepare", "save_image_model",
+           "check_classes", "load_image_model", "load_splits", "predict_images", "prepare", "save_image_model",
            "train_image_recipe", "visualize"]

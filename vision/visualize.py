@@ -163,16 +163,23 @@ def save_png(array: np.ndarray, path: Path) -> Path:
     return atomic_write(path, lambda tmp: mpimg.imsave(tmp, np.clip(array, 0, 1), format="png"))
 
 
+def check_filters(model: nn.Module, filters: Sequence[int]) -> None:
+    """Raise `TextCNNError` naming the valid range unless `filters` are first-layer filter
+    indices (the CLI's --maps)."""
+    count = first_block(model).conv.out_channels
+    bad = [f for f in filters if isinstance(f, bool) or not isinstance(f, int) or not 0 <= f < count]
+    if bad or not filters:
+        raise TextCNNError(f"maps: expected first-layer filter indices in 0..{count - 1} (the "
+                           f"first layer has {count} filters), got {list(filters)}")
+
+
 def write_all(model: nn.Module, raw: Tensor, prepared: Tensor, out_dir: Path, *,
               filters: Sequence[int], samples: int) -> list[Path]:
     """filters.png, activations.png and patches.png for `model` on images `raw` ([0, 1], at the
     model's input size) / `prepared` (normalised)."""
     block = first_block(model)
     weight = block.conv.weight.detach().cpu()
-    bad = [f for f in filters if isinstance(f, bool) or not isinstance(f, int)
-           or not 0 <= f < len(weight)]
-    if bad or not filters:
-        raise TextCNNError(f"filters: expected indices in 0..{len(weight) - 1}, got {list(filters)}")
+    check_filters(model, filters)
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise TextCNNError(f"samples: expected an integer >= 1, got {samples!r}")
     if len(raw) == 0:
@@ -186,6 +193,7 @@ def write_all(model: nn.Module, raw: Tensor, prepared: Tensor, out_dir: Path, *,
     ]
 
 
-__all__ = ["BACKGROUND", "CELL", "FILTER_COLUMNS", "GAP", "activation_grid", "filter_grid", "first_block",
+__all__ = ["BACKGROUND", "CELL", "FILTER_COLUMNS", "GAP", "activation_grid", "check_filters",
+           "filter_grid", "first_block",
            "first_layer_maps", "grid", "patch_grid", "receptive_field", "save_png",
            "scale_factor", "top_patches", "upscale", "write_all"]

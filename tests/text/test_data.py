@@ -111,8 +111,8 @@ def test_kim_decoding_of_odd_bytes(tmp_path):
         (b"1 good\nbad line\n", 2, "'bad line'"),
         (b"1 good\n\n0 also good\n", 2, "an empty line"),
         (b"x1 good\n", 1, "'x1 good'"),
-        (b"1\n", 1, "'1'"),
-        (b"0 ok\n1   \n", 2, "'1   '"),
+        (b"1\tgood\n", 1, "'1\\tgood'"),
+        (b"0 ok\n   \n", 2, "an empty line"),
     ],
 )
 def test_kim_malformed_line_names_file_and_line(tmp_path, content, line, got):
@@ -124,6 +124,34 @@ def test_kim_malformed_line_names_file_and_line(tmp_path, content, line, got):
     assert f"{path}:{line}:" in message
     assert "expected '<integer label> <sentence>'" in message
     assert got in message
+
+
+def test_kim_label_alone_is_an_empty_sentence(tmp_path):
+    # Kim's CR and MPQA files hold lines like "1" and "0 ": their README counts include them
+    path = tmp_path / "custrev.all"
+    path.write_bytes(b"1 great zoom\n0\n1 \n0   \n1 fine\n")
+    ds = read_kim_file(path)
+    assert ds["text"] == ["great zoom", "", "", "", "fine"]
+    assert ds["label"] == [1, 0, 1, 0, 1]
+
+
+def test_kim_empty_sentences_train_and_predict(tmp_path):
+    from textcnn.pipeline import train_recipe
+    from textcnn.recipe import text_recipe
+
+    path = tmp_path / "custrev.all"
+    lines = [b"1 great zoom lens", b"0 the battery died", b"1", b"0 ", b"1 sharp pictures",
+             b"0 it broke"] * 5
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    recipe = text_recipe({"data": {"train": str(path), "test": str(path)},
+                          "model": {"maps": 2, "widths": [2], "embedding_dim": 4},
+                          "train": {"epochs": 1, "progress": False}})
+    outcome = train_recipe(recipe, tmp_path / "run")
+    assert outcome.metrics["test_examples"] == len(lines)
+    from textcnn import TextCNNClassifier
+
+    proba = TextCNNClassifier.load(outcome.model_dir).predict_proba(["", "great zoom"])
+    assert proba.shape == (2, 2) and np.allclose(proba.sum(axis=1), 1.0)
 
 
 def test_missing_files_raise(tmp_path):
@@ -276,6 +304,51 @@ def test_read_table_rejects_empty_cells_and_bad_types(tmp_path):
         read_table(path, cache_dir=tmp_path / "c")
 
 
+@pytest.mark.parametrize("fmt, sep", [("csv", ","), ("tsv", "\t")])
+def test_read_table_rows_with_more_fields_than_the_header(tmp_path, fmt, sep):
+    # every row one field longer: pandas would make column 1 the index and shift the others
+    path = tmp_path / f"shifted.{fmt}"
+    rows = ["text,label", "a fine film,pos,x", "a dull film,neg,y"]
+    path.write_text("\n".join(r.replace(",", sep) for r in rows) + "\n", encoding="utf-8")
+    with pytest.raises(TextCNNError) as err:
+        read_table(path, cache_dir=tmp_path / "c")
+    message = str(err.value)
+    assert "\n" not in message and f"{path}:2:" in message and "got 3" in message
+    # a quoted field may hold the delimiter, and a record may span lines
+    path.write_text(f'text{sep}label\n"a fine{sep} film"{sep}pos\n"two\nlines"{sep}neg\n'
+                    f"one{sep}pos{sep}extra\n", encoding="utf-8")
+    with pytest.raises(TextCNNError, match=f"{path}:5: expected at most 2 fields"):
+        read_table(path, cache_dir=tmp_path / "c")
+
+
+def test_read_table_is_not_served_from_a_stale_cache(tmp_path):
+    import os
+
+    path = tmp_path / "data.csv"
+    path.write_text("text,label\nfirst version,pos\n", encoding="utf-8")
+    stat = path.stat()
+    assert read_table(path, cache_dir=tmp_path / "c")["text"] == ["first version"]
+    path.write_text("text,label\nother version,neg\n", encoding="utf-8")  # same size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # and the same times
+    assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
+    ds = read_table(path, cache_dir=tmp_path / "c")
+    assert (ds["text"], ds["label"]) == (["other version"], ["neg"])
+
+
+def test_hub_folder_is_not_served_from_a_stale_cache(tmp_path):
+    import os
+
+    folder = tmp_path / "splits"
+    folder.mkdir()
+    path = folder / "train.csv"
+    path.write_text("text,label\nfirst version,pos\n", encoding="utf-8")
+    stat = path.stat()
+    assert load_hub(folder, split="train", cache_dir=tmp_path / "c")["text"] == ["first version"]
+    path.write_text("text,label\nother version,neg\n", encoding="utf-8")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert load_hub(folder, split="train", cache_dir=tmp_path / "c")["text"] == ["other version"]
+
+
 def test_read_table_unknown_format_suggests(tmp_path):
     path = _write_table(tmp_path / "data.csv", "csv")
     with pytest.raises(TextCNNError, match="did you mean 'csv'"):
@@ -329,8 +402,22 @@ def test_load_hub_from_scriptless_folder(tmp_path):
                   cache_dir=tmp_path / "c")
     assert (ds["text"], ds["label"]) == (["only one"], ["neg"])
     ds = load_data(folder, split="train", text_column="sentence", label_column="y",
-                   cache_dir=tmp_path / "c")
+                   cache_dir=tmp_path / "c", format="hub")
     assert len(ds) == 3
+
+
+def test_a_folder_where_a_file_is_expected_is_an_error(tmp_path):
+    # without format hub, `datasets` would train on whichever files the folder holds
+    folder = tmp_path / "some_dir"
+    folder.mkdir()
+    (folder / "notes.csv").write_text("text,label\nnot the data,1\n", encoding="utf-8")
+    (folder / "train.csv").write_text("text,label\nthe data,0\n", encoding="utf-8")
+    with pytest.raises(TextCNNError) as err:
+        load_data(folder, cache_dir=tmp_path / "c")
+    message = str(err.value)
+    assert "\n" not in message and str(folder) in message and "format hub" in message
+    with pytest.raises(TextCNNError, match="got a directory"):
+        load_data(folder, format="csv", cache_dir=tmp_path / "c")
 
 
 # -- load_data dispatch ---------------------------------------------------------------------------
@@ -352,7 +439,10 @@ def test_detect_format(tmp_path):
     for (name, content), fmt in zip(cases.items(), expected, strict=True):
         (tmp_path / name).write_bytes(content)
         assert detect_format(tmp_path / name) == fmt, name
-    assert detect_format(tmp_path) == "hub"
+    with pytest.raises(TextCNNError, match="save_to_disk"):
+        detect_format(tmp_path)
+    datasets.Dataset.from_list(ROWS).save_to_disk(tmp_path / "saved")
+    assert detect_format(tmp_path / "saved") == "hub"
     (tmp_path / "prose.txt").write_bytes(b"just some prose\n")
     with pytest.raises(TextCNNError, match="pass format="):
         detect_format(tmp_path / "prose.txt")

@@ -43,14 +43,16 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture
-def serve(tmp_path):
-    """serve(folder) -> the base URL of a loopback HTTP server for `folder`, stopped at teardown."""
+def loopback():
+    """loopback(handler, **attributes) -> the base URL of a loopback HTTP server running
+    `handler` (with `attributes` set on the server), stopped at teardown."""
     servers = []
 
-    def start(folder: Path) -> str:
-        handler = functools.partial(_QuietHandler, directory=str(folder))
+    def start(handler, **attributes) -> str:
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         server.daemon_threads = True
+        for name, value in attributes.items():
+            setattr(server, name, value)
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                                   daemon=True)
         thread.start()
@@ -62,6 +64,12 @@ def serve(tmp_path):
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@pytest.fixture
+def serve(loopback):
+    """serve(folder) -> the base URL of a loopback HTTP server for `folder`, stopped at teardown."""
+    return lambda folder: loopback(functools.partial(_QuietHandler, directory=str(folder)))
 
 
 def closed_port_url() -> str:
@@ -343,3 +351,164 @@ def test_sst_unreachable_names_the_archive(tmp_path):
     assert "3 of 3 files missing" in message and "train.txt, dev.txt, test.txt" in message
     assert fetch_mod.SST_ZIP_URL in message
     assert listing(tmp_path / "dest") == []
+
+
+# -- size caps and safe extraction ----------------------------------------------------------------
+
+
+def test_sizes_cover_every_file_and_match_the_shared_copies(shared_data):
+    for fileset in fetch_mod.FILESETS.values():
+        assert set(fileset.sizes) == set(fileset.sha256)
+    for name, sizes in [("kim2014", fetch_mod.KIM2014_SIZES), ("sst", fetch_mod.SST_SIZES)]:
+        present = [f for f in sizes if (shared_data / name / f).is_file()]
+        for f in present:
+            assert sizes[f] == (shared_data / name / f).stat().st_size, f
+        assert name != "kim2014" or set(sizes) - set(present) <= {"custrev.all", "mpqa.all"}
+
+
+class _Endless(http.server.BaseHTTPRequestHandler):
+    """Answers every GET with up to 64 MiB of zeros (no Content-Length unless the server sets
+    `declared`), counting what it sent."""
+
+    def do_GET(self):  # noqa: N802 (the base class's name)
+        self.send_response(200)
+        if self.server.declared is not None:
+            self.send_header("Content-Length", str(self.server.declared))
+        self.end_headers()
+        chunk = b"\0" * (1 << 16)
+        try:
+            while self.server.sent < 64 << 20:
+                self.wfile.write(chunk)
+                self.server.sent += len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def log_message(self, format, *args):  # noqa: A002
+        pass
+
+
+@pytest.fixture
+def endless(loopback):
+    """endless(declared=None) -> the base URL of a loopback server that never stops sending."""
+    return lambda declared=None: loopback(_Endless, declared=declared, sent=0)
+
+
+class _Counted:
+    """A response that counts the bytes read from it."""
+
+    def __init__(self, response, counts: list[int]) -> None:
+        self.response, self.counts = response, counts
+        counts.append(0)
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.response.read(size)
+        self.counts[-1] += len(data)
+        return data
+
+    @property
+    def headers(self):
+        return self.response.headers
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.response.close()
+
+
+@pytest.fixture
+def bytes_read(monkeypatch) -> list[int]:
+    """Bytes read from each response `fetch` opens, in order."""
+    counts: list[int] = []
+    guarded = fetch_mod._open
+    monkeypatch.setattr(fetch_mod, "_open", lambda url, timeout: _Counted(guarded(url, timeout), counts))
+    return counts
+
+
+LIMIT = 50_000
+
+
+def random_bytes(n: int) -> bytes:
+    """Bytes that do not compress."""
+    return b"".join(
+        hashlib.sha256(i.to_bytes(4, "little")).digest() for i in range(-(-n // 32)))[:n]
+
+
+@pytest.mark.parametrize("declared", [None, 10 << 20])
+def test_a_download_that_never_ends_is_cut_at_its_size(monkeypatch, tmp_path, endless, bytes_read,
+                                                       declared):
+    fake_set(monkeypatch, "kim2014", FAKE_KIM, sizes={f: LIMIT for f in FAKE_KIM})
+    dest = tmp_path / "dest"
+    with pytest.raises(FetchError) as info:
+        fetch("kim2014", dest=dest, source=endless(declared), timeout=TIMEOUT, progress=False)
+    message = str(info.value)
+    assert "\n" not in message and f"more than the {LIMIT} bytes expected" in message
+    assert sorted(info.value.report.missing) == sorted(FAKE_KIM)
+    assert len(bytes_read) == 2 and all(n <= LIMIT + 1 for n in bytes_read)
+    if declared is not None:  # a Content-Length beyond the size is refused before any read
+        assert bytes_read == [0, 0] and "declares 10485760 bytes" in message
+    assert listing(dest) == []
+
+
+def test_a_local_copy_larger_than_expected_is_refused(monkeypatch, tmp_path):
+    fake_set(monkeypatch, "kim2014", FAKE_KIM, sizes={"custrev.all": 10, "mpqa.all": 1000})
+    mirror = write_files(tmp_path / "m", FAKE_KIM)
+    dest = tmp_path / "dest"
+    with pytest.raises(FetchError, match=r"custrev.all: .*custrev.all declares 37 bytes, more "
+                                         r"than the 10 bytes expected"):
+        fetch("kim2014", dest=dest, source=mirror, progress=False)
+    assert listing(dest) == ["mpqa.all"]
+
+
+def test_a_zip_member_declaring_too_much_is_never_opened(monkeypatch, tmp_path, serve):
+    bomb = b"\0" * (8 << 20)  # 8 MiB of zeros: a few kB once deflated
+    archive = make_zip(tmp_path / "www" / "sst.zip", {**FAKE_TREES, "dev.txt": bomb})
+    assert archive.stat().st_size < 100_000
+    fake_set(monkeypatch, "sst", FAKE_TREES, sizes={f: 1000 for f in FAKE_TREES})
+    opened: list[str] = []
+    real_open = zipfile.ZipFile.open
+    monkeypatch.setattr(zipfile.ZipFile, "open",
+                        lambda self, name, *a, **k: opened.append(str(getattr(name, "filename", name)))
+                        or real_open(self, name, *a, **k))
+    for source in (archive, serve(archive.parent) + "/sst.zip"):
+        dest = tmp_path / f"dest{len(opened)}"
+        with pytest.raises(FetchError) as info:
+            fetch("sst", dest=dest, source=source, timeout=TIMEOUT, progress=False)
+        assert f"trees/dev.txt declares {len(bomb)} bytes, more than the 1000 bytes expected" in str(info.value)
+        assert listing(dest) == ["test.txt", "train.txt"]
+    assert "trees/dev.txt" not in opened and "trees/train.txt" in opened
+
+
+def test_a_downloaded_zip_larger_than_its_files_is_cut(monkeypatch, tmp_path, serve, endless,
+                                                       bytes_read):
+    # the cap: the sizes of the set's files plus ZIP_SLACK
+    fake_set(monkeypatch, "sst", FAKE_TREES, sizes={f: 100 for f in FAKE_TREES})
+    monkeypatch.setattr(fetch_mod, "ZIP_SLACK", 1000)
+    dest = tmp_path / "dest"
+    with pytest.raises(FetchError, match="sent more than the 1300 bytes expected"):
+        fetch("sst", dest=dest, source=endless() + "/sst.zip", timeout=TIMEOUT, progress=False)
+    assert bytes_read == [1301]
+    assert listing(dest) == []  # the partial download is gone
+    archive = make_zip(tmp_path / "www" / "sst.zip", {**FAKE_TREES, "other.bin": random_bytes(4000)})
+    with pytest.raises(FetchError, match=f"declares {archive.stat().st_size} bytes, more than the "
+                                         "1300 bytes expected; not read"):
+        fetch("sst", dest=dest, source=serve(archive.parent) + "/sst.zip", timeout=TIMEOUT,
+              progress=False)
+    assert bytes_read == [1301, 0] and listing(dest) == []
+
+
+@pytest.mark.parametrize("member", ["../trees/train.txt", "/tmp/trees/train.txt", "a/../../train.txt"])
+def test_zip_members_with_unsafe_paths_are_refused(monkeypatch, tmp_path, member):
+    archive = tmp_path / "src" / "sst.zip"
+    archive.parent.mkdir()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(member, FAKE_TREES["train.txt"])
+        for name in ("dev.txt", "test.txt"):
+            zf.writestr(f"trees/{name}", FAKE_TREES[name])
+    fake_set(monkeypatch, "sst", FAKE_TREES)
+    dest = tmp_path / "deep" / "dest"
+    with pytest.raises(FetchError) as info:
+        fetch("sst", dest=dest, source=archive, progress=False)
+    assert f"member {member!r} has an absolute path or '..'; not extracted" in str(info.value)
+    assert listing(dest) == ["dev.txt", "test.txt"]
+    assert not (tmp_path / "deep" / "train.txt").exists() and not (tmp_path / "train.txt").exists()

@@ -72,11 +72,90 @@ def test_glove_text_without_header(tmp_path, original):
     assert load_vectors(path, limit=3).index_to_key == WORDS[:3]
 
 
-def test_gensim_kv(tmp_path, original):
+def test_gensim_kv_only_with_allow_pickle(tmp_path, original):
     path = tmp_path / "vectors.kv"
     original.save(str(path))
     assert detect_vectors_format(path) == "kv"
-    assert_same_vectors(load_vectors(path), original)
+    with pytest.raises(TextCNNError) as info:
+        load_vectors(path)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message and "pickle" in message
+    assert "allow_pickle" in message and "save_word2vec_format" in message
+    with pytest.raises(TextCNNError, match="pickle"):
+        load_vectors(path, format="kv")
+    with pytest.warns(UserWarning, match="pickled .kv"):
+        assert_same_vectors(load_vectors(path, allow_pickle=True), original)
+
+
+class _Marker:
+    """Unpickling this creates the folder `path`: proof that a pickle was loaded."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (os.mkdir, (str(self.path),))
+
+
+def crafted_kv(path: Path, marker: Path) -> Path:
+    import pickle
+
+    path.write_bytes(pickle.dumps(_Marker(marker)))
+    return path
+
+
+def test_a_crafted_kv_runs_nothing_without_opt_in(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = crafted_kv(tmp_path / "evil.kv", marker)
+    with pytest.raises(TextCNNError, match="pickle"):
+        load_vectors(evil)
+    assert not marker.exists()
+    # the reference: with the opt-in the same file does run its code
+    with pytest.warns(UserWarning), pytest.raises(TextCNNError, match="expected kv word vectors"):
+        load_vectors(evil, allow_pickle=True)
+    assert marker.is_dir()
+
+
+def test_recipe_allow_pickle_reaches_the_estimator(tmp_path, original):
+    from textcnn import TextCNNClassifier
+    from textcnn.recipe import text_recipe
+
+    path = tmp_path / "vectors.kv"
+    original.save(str(path))
+    recipe = {"model": {"variant": "static", "maps": 2, "widths": [2]},
+              "embeddings": {"path": str(path)}, "train": {"epochs": 1, "progress": False}}
+    params = text_recipe(recipe).estimator_params()
+    assert params["allow_pickle"] is False
+    with pytest.raises(TextCNNError, match="allow_pickle"):
+        TextCNNClassifier(**params).fit(SENTENCES, [0, 1] * 10)
+    recipe["embeddings"]["allow_pickle"] = True
+    params = text_recipe(recipe).estimator_params()
+    assert params["allow_pickle"] is True
+    with pytest.warns(UserWarning, match="pickled .kv"):
+        clf = TextCNNClassifier(**params).fit(SENTENCES, [0, 1] * 10)
+    vocab = {w for sentence in SENTENCES for w in sentence.split()}
+    assert clf.coverage_ == pytest.approx(len(vocab & set(WORDS)) / len(vocab))  # the .kv was read
+
+
+def test_a_saved_model_never_opts_in_to_pickle(tmp_path):
+    """A model folder whose config.json names a .kv file and allow_pickle true: loading it and
+    refitting must not unpickle anything."""
+    import json
+
+    from textcnn import TextCNNClassifier
+
+    marker = tmp_path / "pwned"
+    evil = crafted_kv(tmp_path / "evil.kv", marker)
+    model = TextCNNClassifier(maps=2, widths=(2,), embedding_dim=4, epochs=1).fit(
+        SENTENCES, [0, 1] * 10).save(tmp_path / "model")
+    config = json.loads((model / "config.json").read_text())
+    config["params"].update(variant="static", vectors=str(evil), allow_pickle=True)
+    (model / "config.json").write_text(json.dumps(config))
+    clf = TextCNNClassifier.load(model)
+    assert clf.allow_pickle is False
+    with pytest.raises(TextCNNError, match="pickle"):
+        clf.fit(SENTENCES, [0, 1] * 10)
+    assert not marker.exists()
 
 
 def test_fasttext_bin_with_subwords(tmp_path):

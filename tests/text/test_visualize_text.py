@@ -1,8 +1,12 @@
 """Top n-grams per feature map against a brute-force scoring of every window."""
 
+import pytest
 import torch
+from click.testing import CliRunner
 
 from textcnn import TextCNNClassifier
+from textcnn.cli import main
+from textcnn.errors import TextCNNError
 from textcnn.visualize_text import top_ngrams, visualize_text_model
 
 TEXTS = ["a warm and funny film", "a dull , dull plot", "funny", "", "the cast is warm and clever"] * 4
@@ -39,3 +43,24 @@ def test_top_ngrams_equal_brute_force(tmp_path):
     names = {p.name for p in paths}
     assert names == {"ngrams.md", "ngrams.json", "training-curve.png"}
     assert (tmp_path / "viz" / "training-curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("maps", [(999,), (-1,), (0, 3), ()])
+def test_maps_outside_the_model_are_one_line(maps):
+    # -1 would silently show the last map; 999 an IndexError
+    clf = TextCNNClassifier(maps=3, embedding_dim=8, widths=(2,), epochs=1, dev_fraction=0).fit(TEXTS, LABELS)
+    with pytest.raises(TextCNNError, match=r"maps: expected feature-map indices in 0\.\.2"):
+        top_ngrams(clf, TEXTS, maps=maps)
+
+
+def test_cli_visualize_maps_999_exits_2(tmp_path):
+    clf = TextCNNClassifier(maps=3, embedding_dim=8, widths=(2,), epochs=1, dev_fraction=0).fit(TEXTS, LABELS)
+    model = clf.save(tmp_path / "m")
+    data = tmp_path / "texts.csv"
+    data.write_text("text,label\na warm film,pos\n", encoding="utf-8")
+    for maps in ("999", "-1"):
+        result = CliRunner().invoke(main, ["visualize", str(model), "--out", str(tmp_path / "viz"),
+                                           "--data", str(data), "--maps", maps])
+        assert result.exit_code == 2 and "Traceback" not in result.output
+        assert "in 0..2 (the model has 3 maps per width)" in result.output
+        assert not (tmp_path / "viz").exists()

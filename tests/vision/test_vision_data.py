@@ -105,6 +105,40 @@ def test_image_folder_errors_name_the_file(tmp_path) -> None:
         load_images(tmp_path / "missing")
 
 
+def bomb_png(path, width: int, height: int):
+    """A PNG of a few hundred bytes that declares `width` x `height` grey pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    rows = zlib.compress(b"\0" * (width + 1) * 4)  # the first rows only: enough to open
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows)
+                     + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("side", [30000, 12000])  # beyond Pillow's error; within its warning
+def test_a_decompression_bomb_is_one_line_without_loading(tmp_path, side) -> None:
+    import warnings
+
+    path = bomb_png(tmp_path / "bomb.png", side, side)
+    assert path.stat().st_size < 2000 and side * side > Image.MAX_IMAGE_PIXELS
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no DecompressionBombWarning either
+        with pytest.raises(TextCNNError) as err:
+            read_image(path)
+    message = str(err.value)
+    assert "\n" not in message and str(path) in message
+    assert f"at most {Image.MAX_IMAGE_PIXELS} pixels" in message
+    (tmp_path / "folder" / "cls").mkdir(parents=True)
+    bomb_png(tmp_path / "folder" / "cls" / "x.png", side, side)
+    with pytest.raises(TextCNNError, match="x.png: expected an image of at most"):
+        load_image_folder(tmp_path / "folder")
+
+
 def test_hub_offline_gives_a_clear_error(monkeypatch) -> None:
     import datasets
     import huggingface_hub.constants

@@ -151,8 +151,21 @@ def test_visualize_writes_pngs_of_the_expected_size(trained: TrainOutcome, tmp_p
     png = np.asarray(Image.open(paths[0]).convert("L"), dtype=np.float64) / 255
     cell = png[GAP:GAP + kernel_cell, GAP:GAP + kernel_cell]
     np.testing.assert_allclose(cell, expected, atol=1 / 255 + 1e-6)
-    with pytest.raises(TextCNNError, match="filters: expected indices in 0..5"):
+    with pytest.raises(TextCNNError, match="maps: expected first-layer filter indices in 0..5"):
         visualize(trained.model_dir, tmp_path / "bad", filters=(6,))
+
+
+@pytest.mark.parametrize("maps", ["999", "-1", "0,6"])
+def test_visualize_maps_out_of_range_through_the_cli(trained: TrainOutcome, tmp_path, maps) -> None:
+    from click.testing import CliRunner
+
+    from textcnn.cli import main
+
+    result = CliRunner().invoke(main, ["visualize", str(trained.model_dir), "--out",
+                                       str(tmp_path / "viz"), "--maps", maps])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "in 0..5 (the first layer has 6 filters)" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "viz").exists()
 
 
 def test_top_patches_are_the_receptive_fields_of_the_peaks() -> None:

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from textcnn.core.config import dump_yaml, to_dict, typed_recipe
 from textcnn.core.engine import TrainConfig, Trainer, seed_everything
+from textcnn.core.modeldir import open_model_dir
 from textcnn.errors import TextCNNError
 from textcnn.io import atomic_write_json, atomic_write_text
 from textcnn.pipeline import TrainOutcome
@@ -35,9 +35,8 @@ from vision.detection.data import (
 )
 from vision.detection.metrics import coco_map, voc_map
 from vision.detection.registry import create_detector
-from vision.pipeline import read_model_dir, save_image_model
+from vision.pipeline import check_classes, save_image_model
 
-ARTIFACT_FORMAT = 1
 KIND = "detector"
 INFERENCE_BATCH = 32
 
@@ -200,7 +199,7 @@ def train_detection_recipe(data: dict[str, Any], *, source: str,
     atomic_write_text(out / "recipe.yaml", resolved)
     cfg = recipe.train
     train, val, test = load_detection_splits(recipe.data)
-    meta = {"format": ARTIFACT_FORMAT, "kind": KIND, "model": recipe.model.name,
+    meta = {"kind": KIND, "model": recipe.model.name,
             "kwargs": recipe.model.kwargs, "num_classes": len(train.classes),
             "classes": list(train.classes), "data": to_dict(recipe.data)}
     seed_everything(cfg.seed)  # the initial weights depend on the seed too
@@ -256,11 +255,13 @@ def train_detection_recipe(data: dict[str, Any], *, source: str,
 
 def load_detector(model_dir: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """The detector of a directory written by `train_detection_recipe` (eval mode, CPU) and its
-    config.json."""
-    meta, weights = read_model_dir(model_dir, KIND)
-    model = create_detector(meta["model"], num_classes=meta["num_classes"], **meta["kwargs"])
-    model.load_state_dict(load_file(str(weights)))
-    return model.eval(), meta
+    config.json; every file is checked first (see `textcnn.core.modeldir`)."""
+    folder = open_model_dir(model_dir, kind=KIND, keys=("model", "kwargs", "data"))
+    check_classes(folder)
+    name, kwargs = folder.get("model", str), folder.get("kwargs", dict)
+    model = folder.build(lambda: create_detector(name, num_classes=folder.config["num_classes"],
+                                                 **kwargs))
+    return folder.load_into(model).eval(), folder.config
 
 
 def evaluation_data(meta: dict[str, Any], data_spec: str | None) -> DetectionData:
