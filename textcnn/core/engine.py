@@ -49,8 +49,8 @@ class TrainConfig:
     weight_decay: float = 0.0  # the optimizer's own L2 weight decay
     l1: float = 0.0  # coefficient of sum |w| added to the loss
     l2: float = 0.0  # coefficient of sum w^2 added to the loss
-    metric: str = "accuracy"  # dev metric for choosing the best epoch and early stopping
-    mode: Literal["max", "min"] = "max"  # whether a larger or a smaller metric is better
+    metric: str = "accuracy"  # dev metric that picks the best epoch (accuracy, macro_f1, loss; map_50)
+    mode: Literal["max", "min"] = "max"  # the metric's better direction: max, or min for loss
     patience: int | None = None  # epochs without dev improvement before stopping; None: run all
     seed: int = 0  # seeds Python, NumPy and torch; the same seed on CPU repeats a run exactly
     device: str = "auto"  # auto (CUDA when present, else CPU), cpu, cuda or cuda:N
