@@ -39,7 +39,7 @@ from sklearn.svm import LinearSVC
 from sklearn.utils.validation import check_is_fitted
 
 from textcnn.core.registry import resolve
-from textcnn.errors import TextCNNError
+from textcnn.errors import TextCNNError, check_classes
 
 TOKEN_PATTERN = r"(?u)\S+"
 TFIDF_LOGREG_C = 3.0
@@ -135,8 +135,7 @@ class NBSVM(ClassifierMixin, BaseEstimator):
             raise TextCNNError(f"NBSVM.fit: expected one label per text ({len(texts)}), "
                                f"got {len(labels)}")
         self.classes_, y_idx = np.unique(labels, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise TextCNNError(f"NBSVM.fit: expected at least 2 classes, got {self.classes_.tolist()}")
+        check_classes(self.classes_.tolist(), source="NBSVM.fit")
         self.vectorizer_ = CountVectorizer(binary=True, ngram_range=self.ngram_range,
                                            token_pattern=self.token_pattern,
                                            lowercase=self.lowercase)

@@ -7,7 +7,8 @@ Every error that a user can cause by bad input (a recipe key, a data file, a lab
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 
 class TextCNNError(ValueError):
@@ -18,3 +19,12 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ' (did you mean 'x'?)' for the closest choice, or '' when nothing is close."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def check_classes(classes: Sequence[Any], *, source: str = "y") -> None:
+    """A classifier needs two classes at least, as scikit-learn's do (one class would give a
+    model that says 1.0 for anything); `source` names the labels in the message."""
+    if len(classes) < 2:
+        found = ", ".join(repr(c) for c in classes) or "none"
+        raise TextCNNError(f"{source}: expected at least 2 classes in the training labels, "
+                           f"got {len(classes)}: {found}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -26,7 +26,6 @@ from sklearn.utils.validation import check_is_fitted
 from textcnn.batching import bucket_batches, pad_batch, random_batches, sorted_batches
 from textcnn.core.engine import (
     FitResult,
-    TrainConfig,
     Trainer,
     autocast_precision,
     native_bf16,
@@ -34,10 +33,11 @@ from textcnn.core.engine import (
 )
 from textcnn.core.modeldir import open_model_dir, write_model_dir
 from textcnn.data import LabelMap, holdout_split
-from textcnn.errors import TextCNNError
+from textcnn.errors import TextCNNError, check_classes
 from textcnn.metrics import selection_metrics
 from textcnn.model import KimCNN, KimCNNConfig
 from textcnn.projection import ProjectedKimCNN, projected_logits
+from textcnn.recipe import TextRecipe, recipe_from_estimator_params
 from textcnn.tokenizer import WordTokenizer
 from textcnn.vectors import (
     embedding_matrix,
@@ -80,6 +80,16 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
             code when loaded; False refuses it. Never taken from a saved model's config.json.
         min_frequency, max_vocab, lowercase: vocabulary options of the word-level tokenizer.
         epochs, batch_size, optimizer, lr: training; Adadelta (rho 0.95, eps 1e-6) by default.
+        weight_decay, l1, l2: the optimizer's own L2 weight decay; coefficients of sum |w| and
+            sum w^2 over the weights (not biases) added to the loss. On the fast CPU path these
+            make the embedding gradients dense (every row moves), so each step costs what dense
+            Adadelta costs; the result is the same as with fast=False's optimizer.
+        grad_clip: clip the gradients' global L2 norm to this value (None: no clipping).
+        lr_schedule, warmup_steps: "constant" or "cosine" (decay to 0 over the planned steps),
+            after a linear warm-up over the first `warmup_steps` steps.
+        metric, mode: the dev metric that selects the best epoch and drives early stopping:
+            "accuracy" or "macro_f1" (mode "max") or "loss", the dev cross-entropy (mode "min").
+        max_seconds: time budget; an epoch starts only if it should end within it (None: none).
         dev_fraction: share of the training data held out (stratified) to select the best epoch
             when `fit` gets no dev data; 0 keeps the last epoch.
         patience: stop after this many epochs without dev improvement; None runs all epochs.
@@ -119,6 +129,15 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         batch_size: int = 50,
         optimizer: str = "adadelta",
         lr: float | None = None,
+        weight_decay: float = 0.0,
+        l1: float = 0.0,
+        l2: float = 0.0,
+        grad_clip: float | None = None,
+        lr_schedule: str = "constant",
+        warmup_steps: int = 0,
+        metric: str = "accuracy",
+        mode: str = "max",
+        max_seconds: float | None = None,
         dev_fraction: float = 0.1,
         patience: int | None = None,
         class_weight: str | dict | None = None,
@@ -150,6 +169,15 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         self.batch_size = batch_size
         self.optimizer = optimizer
         self.lr = lr
+        self.weight_decay = weight_decay
+        self.l1 = l1
+        self.l2 = l2
+        self.grad_clip = grad_clip
+        self.lr_schedule = lr_schedule
+        self.warmup_steps = warmup_steps
+        self.metric = metric
+        self.mode = mode
+        self.max_seconds = max_seconds
         self.dev_fraction = dev_fraction
         self.patience = patience
         self.class_weight = class_weight
@@ -167,6 +195,11 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         self.out_dir = out_dir
 
     # -- fitting -------------------------------------------------------------------------------
+    def _settings(self) -> TextRecipe:
+        """The parameters as the recipe sections they stand for; building them checks every
+        parameter, with the one-line errors a recipe gets."""
+        return recipe_from_estimator_params(self.get_params())
+
     def fit(self, X: Iterable[str], y: Sequence[Any], *, X_dev: Iterable[str] | None = None,
             y_dev: Sequence[Any] | None = None) -> TextCNNClassifier:
         """Train on texts `X` with labels `y`; select the best epoch on (X_dev, y_dev) or a holdout."""
@@ -193,7 +226,9 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
                  y_dev: Sequence[Any] | None) -> Prepared:
         """Labels, the train/dev split, the tokenizer, the training ids and the vectors:
         everything `fit` does before training (also `textcnn.fold_batched.fit_fold_classifiers`).
-        Sets `label_map_`, `classes_` and `tokenizer_`."""
+        Sets `label_map_`, `classes_` and `tokenizer_`. Checks the parameters first, before any
+        data work."""
+        self._settings()
         texts = _as_texts(X, "X")
         labels = list(y)
         if len(texts) != len(labels):
@@ -201,7 +236,13 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
                                f"for {len(texts)} texts")
         if not texts:
             raise TextCNNError("fit: expected at least one training text, got none")
+        if self.multi_label:
+            for i, items in enumerate(labels):
+                if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+                    raise TextCNNError(f"y[{i}]: expected a list of labels (multi_label), got {items!r}")
         self.label_map_ = LabelMap.fit(_flatten(labels) if self.multi_label else labels)
+        if not self.multi_label:
+            check_classes(self.label_map_.classes)
         self.classes_ = np.asarray(self.label_map_.classes, dtype=object if any(
             isinstance(c, str) for c in self.label_map_.classes) else None)
         if X_dev is not None:
@@ -227,10 +268,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
                                                                       torch.Tensor | None]:
         """The tokenizer, the training texts' ids, and the embedding table for the non-rand
         variants."""
-        source = None if self.variant == "rand" else self.vectors
-        if self.variant != "rand" and source is None:
-            raise TextCNNError(f"vectors: variant '{self.variant}' needs pretrained vectors: a vectors "
-                               "file, a checkpoint directory, 'minilm' or 'word2vec'; got none")
+        source = None if self.variant == "rand" else self.vectors  # the recipe checks it is set
         checkpoint = _checkpoint_dir(source)
         if checkpoint is not None:
             tokenizer, table = load_hf_embeddings(checkpoint)
@@ -308,13 +346,11 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
 
         def evaluate(model: KimCNN, device: torch.device) -> dict[str, float]:
             scores = self._scores(model, dev_ids, device, forward=forward)
-            return selection_metrics(dev_targets.numpy(), self._decide(scores))
+            return selection_metrics(dev_targets.numpy(), self._decide(scores), scores)
 
-        optimizer = "lazy_adadelta" if self.model_config_.sparse else self.optimizer
-        config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer=optimizer,
-                             lr=self.lr, patience=self.patience, seed=self.seed, device=self.device,
-                             amp=self.amp, cuda_graphs=self.cuda_graphs,
-                             progress=self.verbose, threads=self.threads)
+        config = self._settings().train
+        if self.model_config_.sparse:
+            config = replace(config, optimizer="lazy_adadelta")
         trainer = Trainer(self.model_, config=config, loss_fn=loss_fn, batches=batches,
                           evaluate=evaluate if dev_ids is not None else None,
                           after_step=KimCNN.apply_max_norm, out_dir=self.out_dir,

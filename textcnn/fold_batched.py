@@ -604,7 +604,10 @@ FoldTexts = tuple[Sequence[str], Sequence[Any], Sequence[str] | None, Sequence[A
 
 def _check_fold_params(clf: Any) -> None:
     """The estimator settings `fit_folds` has no equivalent for, as one clear error."""
-    unsupported = {"patience": None, "class_weight": None, "label_smoothing": 0.0, "multi_label": False}
+    unsupported = {"patience": None, "class_weight": None, "label_smoothing": 0.0, "multi_label": False,
+                   "weight_decay": 0.0, "l1": 0.0, "l2": 0.0, "grad_clip": None, "lr_schedule": "constant",
+                   "warmup_steps": 0, "metric": "accuracy", "mode": "max", "max_seconds": None,
+                   "cuda_graphs": False}
     for name, plain in unsupported.items():
         if getattr(clf, name) != plain:
             raise TextCNNError(f"fold-batched training: expected {name}={plain!r} (not supported when "
@@ -642,7 +645,9 @@ def fit_fold_classifiers(params: dict[str, Any], folds: Sequence[FoldTexts]) -> 
     largest vocabulary), and each classifier gets its fold's best-epoch weights, its
     `fit_result_` (best epoch, dev metrics of the returned model, per-epoch history) and
     `fit_result_.seconds` = the shared training time / K. Early stopping (`patience`), class
-    weights, label smoothing and multi-label are not supported here and raise an error.
+    weights, label smoothing, multi-label, penalties and weight decay, gradient clipping, learning
+    rate schedules, a selection metric other than accuracy, a time budget and CUDA graphs are not
+    supported here and raise an error.
     """
     from textcnn.core.engine import FitResult
     from textcnn.estimator import Prepared, TextCNNClassifier

@@ -9,11 +9,27 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
+# The dev metrics a classifier's run can be selected on (train.metric), each with the direction
+# that is better (train.mode); `selection_metrics` computes them.
+SELECTION_METRICS: dict[str, str] = {"accuracy": "max", "macro_f1": "max", "loss": "min"}
 
-def selection_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """Accuracy and macro-F1: the numbers a run is selected and compared on."""
-    return {"accuracy": float(accuracy_score(y_true, y_pred)),
-            "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0))}
+
+def selection_metrics(y_true: np.ndarray, y_pred: np.ndarray,
+                      probabilities: np.ndarray | None = None) -> dict[str, float]:
+    """Accuracy and macro-F1: the numbers a run is selected and compared on; with the predicted
+    `probabilities` [N, classes], also `loss`: the mean cross-entropy of the true classes (for a
+    0/1 indicator `y_true` [N, classes], multi-label, the mean binary cross-entropy)."""
+    metrics = {"accuracy": float(accuracy_score(y_true, y_pred)),
+               "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0))}
+    if probabilities is not None:
+        p = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-12, 1.0)
+        truth = np.asarray(y_true)
+        if truth.ndim == 2:
+            q = np.clip(1.0 - np.asarray(probabilities, dtype=np.float64), 1e-12, 1.0)
+            metrics["loss"] = float(-(truth * np.log(p) + (1 - truth) * np.log(q)).mean())
+        else:
+            metrics["loss"] = float(-np.log(p[np.arange(len(truth)), truth]).mean())
+    return metrics
 
 
 def evaluation_report(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:

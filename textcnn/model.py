@@ -19,18 +19,34 @@ prediction never depends on what else is in the batch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 from torch import nn
 
+from textcnn.core.config import check_literals, check_number, is_integer, shown
 from textcnn.core.conv import ConvBlock1d
 from textcnn.core.pooling import max_over_time
 from textcnn.core.regularization import max_norm_
+from textcnn.errors import TextCNNError
 
 Variant = Literal["rand", "static", "non-static", "multichannel"]
 VARIANTS: tuple[str, ...] = ("rand", "static", "non-static", "multichannel")
+
+
+def check_kim_shape(*, widths: Sequence[int], maps: int, dropout: float, max_norm: float | None,
+                    embedding_dim: int) -> None:
+    """The checks a Kim CNN's shape passes, shared by the recipe's model section, the estimator
+    (through it) and `KimCNNConfig`; errors name the recipe key (model.maps, ...)."""
+    if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence) or not widths or \
+            not all(is_integer(w) and w >= 1 for w in widths):
+        raise TextCNNError(f"model.widths: expected a non-empty list of integers >= 1, got {shown(widths)}")
+    check_number("model.maps", maps, low=1, integer=True)
+    check_number("model.dropout", dropout, low=0, high=1, high_open=True)
+    check_number("model.max_norm", max_norm, low=0, low_open=True, optional=True)
+    check_number("model.embedding_dim", embedding_dim, low=1, integer=True)
 
 
 @dataclass
@@ -50,10 +66,11 @@ class KimCNNConfig:
     sparse: bool = False  # sparse embedding gradients (for an optimizer that takes them: adadelta)
 
     def __post_init__(self) -> None:
-        if self.variant not in VARIANTS:
-            raise ValueError(f"variant: expected one of {', '.join(VARIANTS)}, got '{self.variant}'")
-        if not self.widths or min(self.widths) < 1:
-            raise ValueError(f"widths: expected positive filter widths, got {self.widths}")
+        check_literals(self, "model")
+        check_kim_shape(widths=self.widths, maps=self.maps, dropout=self.dropout, max_norm=self.max_norm,
+                        embedding_dim=self.embedding_dim)
+        check_number("model.vocab_size", self.vocab_size, low=1, integer=True)
+        check_number("model.num_classes", self.num_classes, low=1, integer=True)
 
     @property
     def channels(self) -> int:

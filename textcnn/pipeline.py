@@ -13,7 +13,7 @@ import numpy as np
 from textcnn.benchmarks import Splits, recipe_splits
 from textcnn.core.config import dump_yaml, to_dict
 from textcnn.data import LabelMap, load_data
-from textcnn.errors import TextCNNError
+from textcnn.errors import TextCNNError, check_classes
 from textcnn.estimator import TextCNNClassifier
 from textcnn.io import atomic_write_json, atomic_write_text
 from textcnn.metrics import evaluation_report
@@ -51,6 +51,8 @@ def train_recipe(recipe: TextRecipe, out_dir: str | Path) -> TrainOutcome:
     """Train the model `recipe` describes into `out_dir`; evaluate on its test split if any."""
     out_dir = Path(out_dir)
     resolved, splits = _start_run(recipe, out_dir)
+    if not recipe.model.multi_label:  # named by its data here; the estimator would say `y`
+        check_classes(LabelMap.fit(splits.train[1]).classes, source=recipe.data.train or recipe.data.dataset)
     if recipe.model.arch != "kim-cnn":
         return _train_baseline(recipe, splits, out_dir)
     clf = TextCNNClassifier(**recipe.estimator_params(), out_dir=str(out_dir / "train"))

@@ -7,8 +7,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from textcnn.core.config import apply_overrides, read_yaml, typed_recipe
-from textcnn.core.engine import TrainConfig
+from textcnn.core.config import (
+    apply_overrides,
+    check_literals,
+    check_number,
+    read_yaml,
+    shown,
+    typed_recipe,
+)
+from textcnn.core.engine import TrainConfig, check_selection_metric
+from textcnn.errors import TextCNNError
+from textcnn.metrics import SELECTION_METRICS
+from textcnn.model import check_kim_shape
 
 
 @dataclass
@@ -30,6 +40,14 @@ class DataSection:
     split_seed: int | None = None  # seed of the stratified CV folds; None: train.seed
     phrases: bool = False  # SST: also train on every labelled phrase of the training trees
 
+    def __post_init__(self) -> None:
+        for key in ("text_column", "label_column", "split"):
+            if not isinstance(getattr(self, key), str) or not getattr(self, key):
+                raise TextCNNError(f"data.{key}: expected a name, got {shown(getattr(self, key))}")
+        check_number("data.fold", self.fold, low=0, integer=True)
+        check_number("data.folds", self.folds, low=2, integer=True)
+        check_number("data.split_seed", self.split_seed, low=0, high=2**32 - 1, integer=True, optional=True)
+
 
 @dataclass
 class TokenizerSection:
@@ -39,6 +57,10 @@ class TokenizerSection:
     max_size: int | None = None  # keep at most this many words (most frequent first)
     lowercase: bool = True  # Kim lowercases every dataset but TREC
 
+    def __post_init__(self) -> None:
+        check_number("tokenizer.min_frequency", self.min_frequency, low=1, integer=True)
+        check_number("tokenizer.max_size", self.max_size, low=1, integer=True, optional=True)
+
 
 @dataclass
 class EmbeddingsSection:
@@ -47,6 +69,9 @@ class EmbeddingsSection:
     path: str | None = None  # vectors file, HF checkpoint dir, 'minilm' or 'word2vec' (in-domain)
     word2vec_epochs: int = 25  # epochs of in-domain word2vec training
     allow_pickle: bool = False  # read a gensim .kv file (a pickle, which can run code): only if trusted
+
+    def __post_init__(self) -> None:
+        check_number("embeddings.word2vec_epochs", self.word2vec_epochs, low=1, integer=True)
 
 
 @dataclass
@@ -67,6 +92,30 @@ class ModelSection:
     threshold: float = 0.5  # multi-label decision threshold
     fast: bool = True  # bucketing, sparse updates, projection tables; false: the plain reference path
 
+    def __post_init__(self) -> None:
+        check_literals(self, "model")
+        check_kim_shape(widths=self.widths, maps=self.maps, dropout=self.dropout, max_norm=self.max_norm,
+                        embedding_dim=self.embedding_dim)
+        check_number("model.dev_fraction", self.dev_fraction, low=0, high=1, high_open=True)
+        check_number("model.label_smoothing", self.label_smoothing, low=0, high=1, high_open=True)
+        check_number("model.threshold", self.threshold, low=0, high=1)
+        weights = self.class_weight
+        if isinstance(weights, dict):
+            for label, weight in weights.items():
+                check_number(f"model.class_weight.{label}", weight, low=0, low_open=True)
+        elif weights not in (None, "balanced"):
+            raise TextCNNError(f"model.class_weight: expected null, 'balanced' or a mapping "
+                               f"{{label: weight}}, got {shown(weights)}")
+        if not self.multi_label and self.threshold != type(self).threshold:
+            raise TextCNNError(f"model.threshold: used with model.multi_label only (each label's "
+                               f"decision threshold), got {shown(self.threshold)} without it")
+        if self.multi_label:
+            # binary cross-entropy per label: neither option has a meaning there
+            for key, plain in (("label_smoothing", 0.0), ("class_weight", None)):
+                if getattr(self, key) != plain:
+                    raise TextCNNError(f"model.{key}: expected {plain!r} with model.multi_label (binary "
+                                       f"cross-entropy per label), got {shown(getattr(self, key))}")
+
 
 @dataclass
 class TextRecipe:
@@ -80,21 +129,60 @@ class TextRecipe:
     model: ModelSection = field(default_factory=ModelSection)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def __post_init__(self) -> None:
+        check_selection_metric(self.train, SELECTION_METRICS)
+        if self.model.arch == "kim-cnn" and self.model.variant != "rand" and self.embeddings.path is None:
+            raise TextCNNError(f"embeddings.path: variant '{self.model.variant}' needs pretrained vectors: "
+                               "a vectors file, a checkpoint directory, 'minilm' or 'word2vec'; got none")
+
     def estimator_params(self) -> dict[str, Any]:
         """The `TextCNNClassifier` keyword arguments this recipe describes."""
-        m, t = self.model, self.train
-        return dict(
-            variant=m.variant, widths=tuple(m.widths), maps=m.maps, dropout=m.dropout,
-            max_norm=m.max_norm, embedding_dim=m.embedding_dim, vectors=self.embeddings.path,
-            allow_pickle=self.embeddings.allow_pickle,
-            min_frequency=self.tokenizer.min_frequency, max_vocab=self.tokenizer.max_size,
-            lowercase=self.tokenizer.lowercase, epochs=t.epochs, batch_size=t.batch_size,
-            optimizer=t.optimizer, lr=t.lr, dev_fraction=m.dev_fraction, patience=t.patience,
-            class_weight=m.class_weight, label_smoothing=m.label_smoothing,
-            multi_label=m.multi_label, threshold=m.threshold,
-            word2vec_epochs=self.embeddings.word2vec_epochs, fast=m.fast, amp=t.amp,
-            cuda_graphs=t.cuda_graphs, seed=t.seed,
-            device=t.device, threads=t.threads, verbose=t.progress)
+        params = {name: getattr(getattr(self, section), key)
+                  for name, (section, key) in ESTIMATOR_KEYS.items()}
+        params["widths"] = tuple(params["widths"])
+        return params
+
+
+# Each `TextCNNClassifier` parameter and the recipe key (section, field) it stands for. The
+# estimator checks its parameters by building the recipe sections from them
+# (`recipe_from_estimator_params`), so both give the same errors.
+ESTIMATOR_KEYS: dict[str, tuple[str, str]] = {
+    "variant": ("model", "variant"), "widths": ("model", "widths"), "maps": ("model", "maps"),
+    "dropout": ("model", "dropout"), "max_norm": ("model", "max_norm"),
+    "embedding_dim": ("model", "embedding_dim"), "vectors": ("embeddings", "path"),
+    "allow_pickle": ("embeddings", "allow_pickle"),
+    "min_frequency": ("tokenizer", "min_frequency"), "max_vocab": ("tokenizer", "max_size"),
+    "lowercase": ("tokenizer", "lowercase"), "epochs": ("train", "epochs"),
+    "batch_size": ("train", "batch_size"), "optimizer": ("train", "optimizer"), "lr": ("train", "lr"),
+    "weight_decay": ("train", "weight_decay"), "l1": ("train", "l1"), "l2": ("train", "l2"),
+    "grad_clip": ("train", "grad_clip"), "lr_schedule": ("train", "lr_schedule"),
+    "warmup_steps": ("train", "warmup_steps"), "metric": ("train", "metric"), "mode": ("train", "mode"),
+    "max_seconds": ("train", "max_seconds"), "dev_fraction": ("model", "dev_fraction"),
+    "patience": ("train", "patience"), "class_weight": ("model", "class_weight"),
+    "label_smoothing": ("model", "label_smoothing"), "multi_label": ("model", "multi_label"),
+    "threshold": ("model", "threshold"), "word2vec_epochs": ("embeddings", "word2vec_epochs"),
+    "fast": ("model", "fast"), "amp": ("train", "amp"), "cuda_graphs": ("train", "cuda_graphs"),
+    "seed": ("train", "seed"), "device": ("train", "device"), "threads": ("train", "threads"),
+    "verbose": ("train", "progress"),
+}
+
+_SECTIONS = {"tokenizer": TokenizerSection, "embeddings": EmbeddingsSection, "model": ModelSection,
+             "train": TrainConfig}
+
+
+def recipe_from_estimator_params(params: dict[str, Any]) -> TextRecipe:
+    """The recipe `TextCNNClassifier(**params)` stands for (default data section), built and so
+    checked by the sections' `__post_init__`: a bad parameter raises the recipe's one-line error."""
+    values: dict[str, dict[str, Any]] = {section: {} for section in _SECTIONS}
+    for name, (section, key) in ESTIMATOR_KEYS.items():
+        if name in params:
+            values[section][key] = params[name]
+    if "widths" in values["model"] and not isinstance(values["model"]["widths"], (str, bytes)):
+        try:
+            values["model"]["widths"] = list(values["model"]["widths"])
+        except TypeError:
+            pass  # not a sequence: the model section names it
+    return TextRecipe(**{section: cls(**values[section]) for section, cls in _SECTIONS.items()})
 
 
 def load_recipe_dict(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
@@ -104,7 +192,12 @@ def load_recipe_dict(path: str | Path, overrides: list[str] | tuple[str, ...] = 
 
 def text_recipe(data: dict[str, Any], *, source: str | Path = "recipe") -> TextRecipe:
     """Check plain recipe data against `TextRecipe`; errors name the file and the key."""
-    return typed_recipe(TextRecipe, data, source=source)
+    recipe = typed_recipe(TextRecipe, data, source=source)
+    if recipe.model.multi_label:
+        raise TextCNNError(f"{source}: model.multi_label: expected false in a recipe (its data files "
+                           "hold one label per text); train multi-label models from Python: "
+                           "TextCNNClassifier(multi_label=True).fit(texts, label_lists)")
+    return recipe
 
 
 def default_data_dir(configured: str | None = None) -> Path:

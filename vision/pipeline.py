@@ -20,16 +20,22 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from textcnn.core.config import dump_yaml, to_dict, typed_recipe
-from textcnn.core.engine import TrainConfig, Trainer, seed_everything
+from textcnn.core.config import check_number, dump_yaml, shown, to_dict, typed_recipe
+from textcnn.core.engine import (
+    TrainConfig,
+    Trainer,
+    autocast_precision,
+    check_selection_metric,
+    seed_everything,
+)
 from textcnn.core.modeldir import ModelDir, open_model_dir, write_model_dir
 from textcnn.data import holdout_split
-from textcnn.errors import TextCNNError
+from textcnn.errors import TextCNNError, check_classes, did_you_mean
 from textcnn.io import atomic_write_json, atomic_write_text
-from textcnn.metrics import evaluation_report, selection_metrics
+from textcnn.metrics import SELECTION_METRICS, evaluation_report, selection_metrics
 from textcnn.pipeline import TrainOutcome
 from vision.data import ImageData, load_images, read_image, split_indices
-from vision.registry import create_model
+from vision.registry import create_model, list_models
 from vision.transforms import Augment, normalize, resize, to_channels
 
 KIND = "image-classifier"
@@ -53,6 +59,21 @@ class ImageDataSection:
     max_examples: int | None = None  # a seeded, stratified subset of this many (quick runs)
     split_seed: int | None = None  # seed of the subset and splits; None: train.seed
 
+    def __post_init__(self) -> None:
+        for key in ("source", "split", "test_split", "image_column", "label_column"):
+            if not isinstance(getattr(self, key), str) or not getattr(self, key):
+                raise TextCNNError(f"data.{key}: expected a name, got {shown(getattr(self, key))}")
+        check_number("data.size", self.size, low=1, integer=True, optional=True)
+        if self.channels not in (None, 1, 3) or isinstance(self.channels, bool):
+            raise TextCNNError(f"data.channels: expected 1, 3 or null, got {shown(self.channels)}")
+        check_number("data.dev_fraction", self.dev_fraction, low=0, high=1, high_open=True)
+        check_number("data.test_fraction", self.test_fraction, low=0, high=1, high_open=True)
+        if self.test is None and self.dev_fraction + self.test_fraction >= 1:
+            raise TextCNNError(f"data.dev_fraction: expected dev_fraction + test_fraction < 1 (some "
+                               f"examples left to train on), got {self.dev_fraction} + {self.test_fraction}")
+        check_number("data.max_examples", self.max_examples, low=2, integer=True, optional=True)
+        check_number("data.split_seed", self.split_seed, low=0, high=2**32 - 1, integer=True, optional=True)
+
 
 @dataclass
 class ImageModelSection:
@@ -62,6 +83,16 @@ class ImageModelSection:
     kwargs: dict[str, Any] = field(default_factory=dict)  # builder keywords, e.g. {drop_rate: 0.2}
     label_smoothing: float = 0.0  # cross-entropy label smoothing
     aux_weight: float = 0.3  # weight of GoogLeNet's auxiliary losses (kwargs.aux_logits: true)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or self.name not in list_models():
+            raise TextCNNError(f"model.name: expected a model from vision.list_models(), got "
+                               f"{shown(self.name)}{did_you_mean(str(self.name), list_models())}")
+        check_number("model.label_smoothing", self.label_smoothing, low=0, high=1, high_open=True)
+        check_number("model.aux_weight", self.aux_weight, low=0)
+        if self.aux_weight != type(self).aux_weight and not self.kwargs.get("aux_logits"):
+            raise TextCNNError(f"model.aux_weight: used with model.kwargs.aux_logits: true only (GoogLeNet's "
+                               f"auxiliary classifiers), got {shown(self.aux_weight)} without it")
 
 
 @dataclass
@@ -74,6 +105,9 @@ class ImageRecipe:
     model: ImageModelSection = field(default_factory=ImageModelSection)
     augment: Augment = field(default_factory=Augment)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        check_selection_metric(self.train, SELECTION_METRICS)
 
 
 def image_recipe(data: dict[str, Any], *, source: str | Path = "recipe") -> ImageRecipe:
@@ -174,6 +208,7 @@ def train_image_recipe(data: dict[str, Any], *, source: str,
     split_spec = _split_spec(recipe.data, seed)
     splits = load_splits(split_spec)
     train = splits.train
+    check_classes(train.classes, source=recipe.data.source)
     mean, std = channel_stats(train.images)
     channels, height, width = train.images.shape[1:]
     meta = {"kind": KIND, "model": recipe.model.name,
@@ -208,10 +243,8 @@ def train_image_recipe(data: dict[str, Any], *, source: str,
 
     def evaluate(model: nn.Module, device: torch.device) -> dict[str, float]:
         probs = class_probabilities(model, dev_x, device=device)
-        truth = splits.dev.labels
-        # Dev cross-entropy: a smoother selection signal than accuracy on a small dev split.
-        loss = -probs[torch.arange(len(truth)), truth].clamp_min(1e-12).log().mean()
-        return {**selection_metrics(truth.numpy(), probs.argmax(1).numpy()), "loss": float(loss)}
+        # with the dev cross-entropy: a smoother selection signal than accuracy on a small dev split
+        return selection_metrics(splits.dev.labels.numpy(), probs.argmax(1).numpy(), probs.numpy())
 
     trainer = Trainer(model, config=cfg, loss_fn=loss_fn, batches=batches,
                       evaluate=evaluate if dev_x is not None else None, out_dir=out / "train",
@@ -224,6 +257,7 @@ def train_image_recipe(data: dict[str, Any], *, source: str,
         "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "seed": cfg.seed, "train_examples": len(train),
         "dev_examples": len(splits.dev) if splits.dev is not None else 0,
+        "precision": autocast_precision(cfg.amp, trainer.device),  # of training's matrix products
         "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run,
         **{f"dev_{k}": v for k, v in fit.best_metrics.items()},
         # the engine's loop time, summed over every resumed part of the run
@@ -256,7 +290,7 @@ def save_image_model(model: nn.Module, path: str | Path, *, meta: dict[str, Any]
     return write_model_dir(path, config=meta, state=model.state_dict(), files=files)
 
 
-def check_classes(model_dir: ModelDir) -> list[str]:
+def saved_classes(model_dir: ModelDir) -> list[str]:
     """config.json's `classes`: `num_classes` names (strings)."""
     classes = model_dir.get("classes", list)
     count = model_dir.get("num_classes", int)
@@ -271,7 +305,7 @@ def load_image_model(model_dir: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     its config.json; every file is checked first (see `textcnn.core.modeldir`)."""
     folder = open_model_dir(model_dir, kind=KIND, keys=("model", "kwargs", "in_channels"))
     meta = folder.config
-    check_classes(folder)
+    saved_classes(folder)
     size = folder.get("input_size", list)
     norm = folder.get("normalize", dict)
     if len(size) != 3 or not all(isinstance(v, int) and v > 0 for v in size) \
@@ -356,5 +390,5 @@ def visualize(model_dir: str | Path, out_dir: str | Path, *, data_spec: str | No
 
 __all__ = ["ImageDataSection", "ImageModelSection", "ImageRecipe", "Splits", "channel_stats",
            "class_probabilities", "eval_data", "evaluate_image_model", "image_recipe",
-           "check_classes", "load_image_model", "load_splits", "predict_images", "prepare", "save_image_model",
+           "saved_classes", "load_image_model", "load_splits", "predict_images", "prepare", "save_image_model",
            "train_image_recipe", "visualize"]

@@ -5,6 +5,8 @@ static buffers, which is what a CUDA graph does; that checks the bookkeeping (sh
 buffer copies, the fallback). The tests marked `cuda` record real graphs.
 """
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -137,8 +139,12 @@ def test_cuda_graphs_on_cpu_trains_exactly_as_without():
         model = nn.Sequential(nn.Linear(5, 4), nn.Dropout(0.3), nn.Linear(4, 2))
         batches = make_batches()
         config = TrainConfig(epochs=2, progress=False, device="cpu", cuda_graphs=graphs)
-        trainer = Trainer(model, config=config, batches=lambda epoch, g: batches,
-                          loss_fn=lambda m, b: nn.functional.cross_entropy(m(b[0]), b[1]))
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            trainer = Trainer(model, config=config, batches=lambda epoch, g: batches,
+                              loss_fn=lambda m, b: nn.functional.cross_entropy(m(b[0]), b[1]))
+        # asked for graphs on a CPU, the run says it trains without them
+        assert [str(w.message)[:17] for w in said] == (["train.cuda_graphs"] if graphs else [])
         trainer.fit()
         return model, trainer
 

@@ -175,3 +175,44 @@ def test_grad_clip_bounds_the_update():
     config = TrainConfig(epochs=1, optimizer="sgd", lr=0.1, progress=False, grad_clip=0.5)
     Trainer(make_model(), config=config, loss_fn=big_loss, batches=batches, after_step=grab).fit()
     assert float(captured["norm"]) == pytest.approx(0.5, rel=1e-4)
+
+
+def test_nan_loss_is_one_line_naming_the_epoch_and_the_finished_epochs_are_kept(tmp_path):
+    def nan_from_epoch_2(model, batch):
+        loss = loss_fn(model, batch)
+        return loss * float("nan") if model.epoch == 2 else loss
+
+    def epochs(epoch, generator):  # the loss function learns the epoch from here
+        model.epoch = epoch
+        return batches(epoch, generator)
+
+    torch.manual_seed(0)
+    model = make_model()
+    config = TrainConfig(epochs=3, optimizer="adam", lr=0.01, progress=False)
+    with pytest.raises(TextCNNError) as caught:
+        Trainer(model, config=config, loss_fn=nan_from_epoch_2, batches=epochs, evaluate=dev_accuracy,
+                out_dir=tmp_path).fit()
+    assert str(caught.value) == (f"epoch 2: the training loss became nan; the checkpoint after epoch 1 "
+                                 f"is kept in {tmp_path / 'checkpoint'}; try a lower learning rate "
+                                 f"(train.lr, now 0.01)")
+    # the finished epoch survives: the same run resumes from it (and, without the fault, ends
+    # where an uninterrupted run ends)
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1]
+    torch.manual_seed(0)
+    model = make_model()
+    result = Trainer(model, config=config, loss_fn=loss_fn, batches=epochs, evaluate=dev_accuracy,
+                     out_dir=tmp_path).fit()
+    torch.manual_seed(0)
+    fresh = make_model()
+    reference = Trainer(fresh, config=config, loss_fn=loss_fn, batches=batches,
+                        evaluate=dev_accuracy).fit()
+    assert result.epochs_run == 3 and result.history[0]["train_loss"] == reference.history[0]["train_loss"]
+    assert torch.equal(weights(model), weights(fresh))
+
+
+def test_cuda_graphs_without_cuda_says_it_trains_without_them():
+    config = TrainConfig(epochs=1, progress=False, device="cpu", cuda_graphs=True)
+    with pytest.warns(UserWarning, match="train.cuda_graphs: CUDA graphs need a CUDA device; training on "
+                                         "cpu runs without them"):
+        Trainer(make_model(), config=config, loss_fn=loss_fn, batches=batches)

@@ -15,6 +15,7 @@ from textcnn.core.regularization import (
     MaxNorm,
     WordDropout,
     apply_weight_norm,
+    clip_grad_norm_,
     l1_penalty,
     l2_penalty,
     max_norm_,
@@ -185,3 +186,23 @@ def test_early_stopping_bad_input() -> None:
         EarlyStopping("x", mode="maxx", patience=1)
     with pytest.raises(TextCNNError, match="patience"):
         EarlyStopping("x", patience=-1)
+
+
+@pytest.mark.parametrize("max_norm", [0.05, 1e6])  # clipped, and left alone
+def test_clip_grad_norm_takes_sparse_gradients_as_the_dense_ones_they_stand_for(max_norm):
+    torch.manual_seed(0)
+    sparse = nn.Embedding(12, 4, sparse=True)
+    dense = nn.Embedding(12, 4)
+    dense.load_state_dict(sparse.state_dict())
+    ids = torch.tensor([[1, 2, 2, 5], [5, 5, 7, 1]])  # repeated rows: an uncoalesced gradient
+    target = torch.randn(4)
+    for emb in (sparse, dense):
+        (emb(ids) - target).square().sum().backward()
+    other, ref_other = nn.Parameter(torch.zeros(3)), nn.Parameter(torch.zeros(3))
+    other.grad, ref_other.grad = torch.tensor([3.0, -1.0, 2.0]), torch.tensor([3.0, -1.0, 2.0])
+    assert sparse.weight.grad.is_sparse and not sparse.weight.grad.is_coalesced()
+    total = clip_grad_norm_([sparse.weight, other], max_norm)
+    expected = torch.nn.utils.clip_grad_norm_([dense.weight, ref_other], max_norm)
+    torch.testing.assert_close(total, expected)
+    torch.testing.assert_close(sparse.weight.grad.to_dense(), dense.weight.grad)
+    torch.testing.assert_close(other.grad, ref_other.grad)

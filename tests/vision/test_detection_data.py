@@ -344,3 +344,19 @@ def test_draw_detections_outlines_box_and_keeps_inside(tmp_path):
     path = save_png(out, tmp_path / "sub" / "det.png")
     assert np.array_equal(np.asarray(Image.open(path)), out)
     assert [p.name for p in path.parent.iterdir()] == ["det.png"]  # no temporary file left
+
+
+def test_shapes_splits_take_max_objects() -> None:
+    counts = [len(t["labels"]) for split in shapes_splits(size=48, train=12, val=4, test=4, max_objects=1)
+              for t in split.targets]
+    assert max(counts) == 1 and min(counts) == 1  # min_objects is 1: every image holds exactly one
+    many = [len(t["labels"]) for t in shapes_splits(size=48, train=12, val=1, test=1)[0].targets]
+    assert max(many) > 1  # the default (4) gives images with several
+
+
+def test_detection_recipe_max_objects_reaches_the_data() -> None:
+    from vision.detection.pipeline import DetectionDataSection, load_detection_splits
+
+    train, _, _ = load_detection_splits(DetectionDataSection(size=48, train_images=12, val_images=2,
+                                                             test_images=0, max_objects=1))
+    assert all(len(t["labels"]) == 1 for t in train.targets)

@@ -193,7 +193,7 @@ def test_recipe_errors_name_the_source_and_key(tmp_path) -> None:
         train_image_recipe({"task": "image", "modle": {}}, source="my.yaml", out_dir=tmp_path)
     with pytest.raises(TextCNNError, match="unknown key 'augment.flip'.*did you mean 'hflip'"):
         train_image_recipe({"augment": {"flip": 0.5}}, source="r.yaml", out_dir=tmp_path)
-    with pytest.raises(TextCNNError, match="unknown vision model 'lenet6'"):
+    with pytest.raises(TextCNNError, match=r"r.yaml: model.name: .*got 'lenet6' \(did you mean 'lenet5'"):
         train_image_recipe({"model": {"name": "lenet6"}, "data": {"max_examples": 100},
                             "train": {"epochs": 1, "progress": False}},
                            source="r.yaml", out_dir=tmp_path / "r")
@@ -217,3 +217,16 @@ def test_bundled_recipes_are_valid() -> None:
         split = split_indices(labels, dev_fraction=recipe.data.dev_fraction,
                               test_fraction=recipe.data.test_fraction, seed=0)
         assert len(split[2]) == 360
+
+
+def test_one_class_image_folder_is_an_error_like_scikit_learns(tmp_path) -> None:
+    folder = tmp_path / "shapes"
+    (folder / "round").mkdir(parents=True)
+    for i in range(6):
+        Image.fromarray(np.full((8, 8), 40 * i, dtype=np.uint8)).save(folder / "round" / f"{i}.png")
+    with pytest.raises(TextCNNError, match=f"^{folder}: expected at least 2 classes in the training "
+                                           f"labels, got 1: 'round'$"):
+        train_image_recipe({"task": "image", "data": {"source": str(folder)},
+                            "train": {"epochs": 1, "progress": False}}, source="r.yaml",
+                           out_dir=tmp_path / "run")
+    assert not (tmp_path / "run" / "model").exists()

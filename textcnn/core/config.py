@@ -11,6 +11,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import math
+import numbers
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -22,6 +25,7 @@ import yaml
 from textcnn.errors import TextCNNError, did_you_mean
 
 T = TypeVar("T")
+_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -117,6 +121,8 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -129,6 +135,63 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     elif isinstance(tp, type) and isinstance(value, tp):
         return value
     raise TextCNNError(f"{key}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+
+
+def shown(value: Any) -> str:
+    """`value` as an error message quotes it (a NumPy scalar as the Python value it holds)."""
+    item = getattr(value, "item", None)
+    if not isinstance(value, (str, bytes, list, tuple, dict)) and callable(item):
+        try:
+            value = item()
+        except (TypeError, ValueError):
+            pass
+    return repr(value)
+
+
+def is_integer(value: Any) -> bool:
+    """An integer (NumPy's included), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """A finite real number (an integer included), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_number(key: str, value: Any, *, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, high_open: bool = False, integer: bool = False,
+                 optional: bool = False) -> None:
+    """Raise a one-line `TextCNNError` naming `key` unless `value` is a finite number (an integer
+    with `integer`) within the bounds given (open bounds with `low_open`/`high_open`), or None
+    with `optional`. Config dataclasses call it from `__post_init__`."""
+    if optional and value is None:
+        return
+    ok = is_integer(value) if integer else is_number(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if ok:
+        return
+    kind = "an integer" if integer else "a number"
+    if low is not None and high is not None:
+        expected = f"{kind} in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    elif low is not None:
+        expected = f"{kind} {'>' if low_open else '>='} {low}"
+    elif high is not None:
+        expected = f"{kind} {'<' if high_open else '<='} {high}"
+    else:
+        expected = kind if integer else "a finite number"
+    raise TextCNNError(f"{key}: expected {expected}{' or null' if optional else ''}, got {shown(value)}")
+
+
+def check_literals(obj: Any, section: str) -> None:
+    """Check every `Literal` field of dataclass `obj` (the recipe checks them on reading; this
+    also covers objects built in Python, e.g. from estimator parameters)."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        if get_origin(hints[f.name]) is Literal:
+            _convert(getattr(obj, f.name), hints[f.name], f"{section}.{f.name}")
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, prefix: str = "") -> T:

@@ -15,6 +15,7 @@ import json
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +27,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from textcnn.core.checkpoint import load_checkpoint, save_checkpoint
+from textcnn.core.config import check_literals, check_number, shown
 from textcnn.core.cuda_graphs import StepGraphs
-from textcnn.core.optim import create_optimizer
-from textcnn.core.regularization import EarlyStopping, l1_penalty, l2_penalty
-from textcnn.errors import TextCNNError
+from textcnn.core.optim import OPTIMIZER_DEFAULTS, create_optimizer
+from textcnn.core.regularization import EarlyStopping, clip_grad_norm_, l1_penalty, l2_penalty
+from textcnn.errors import TextCNNError, did_you_mean
 from textcnn.io import append_jsonl, atomic_write_text
 
 Batch = Any
@@ -47,8 +49,8 @@ class TrainConfig:
     weight_decay: float = 0.0  # the optimizer's own L2 weight decay
     l1: float = 0.0  # coefficient of sum |w| added to the loss
     l2: float = 0.0  # coefficient of sum w^2 added to the loss
-    metric: str = "accuracy"  # dev metric for choosing the best epoch and early stopping
-    mode: Literal["max", "min"] = "max"  # whether a larger or a smaller metric is better
+    metric: str = "accuracy"  # dev metric that picks the best epoch (accuracy, macro_f1, loss; map_50)
+    mode: Literal["max", "min"] = "max"  # the metric's better direction: max, or min for loss
     patience: int | None = None  # epochs without dev improvement before stopping; None: run all
     seed: int = 0  # seeds Python, NumPy and torch; the same seed on CPU repeats a run exactly
     device: str = "auto"  # auto (CUDA when present, else CPU), cpu, cuda or cuda:N
@@ -60,6 +62,54 @@ class TrainConfig:
     warmup_steps: int = 0  # linear learning-rate warm-up over the first steps
     grad_clip: float | None = None  # clip the gradients' global L2 norm to this value
     cuda_graphs: bool = False  # CUDA: replay each batch shape's training step as a CUDA graph
+
+    def __post_init__(self) -> None:
+        check_literals(self, "train")
+        check_number("train.epochs", self.epochs, low=1, integer=True)
+        check_number("train.batch_size", self.batch_size, low=1, integer=True)
+        if not isinstance(self.optimizer, str) or \
+                self.optimizer.lower().replace("-", "_") not in OPTIMIZER_DEFAULTS:
+            raise TextCNNError(f"train.optimizer: expected one of {', '.join(sorted(OPTIMIZER_DEFAULTS))}, "
+                               f"got {shown(self.optimizer)}{did_you_mean(str(self.optimizer), OPTIMIZER_DEFAULTS)}")
+        check_number("train.lr", self.lr, low=0, low_open=True, optional=True)
+        for key in ("weight_decay", "l1", "l2"):
+            check_number(f"train.{key}", getattr(self, key), low=0)
+        if not isinstance(self.metric, str) or not self.metric:
+            raise TextCNNError(f"train.metric: expected the name of a dev metric, got {shown(self.metric)}")
+        check_number("train.patience", self.patience, low=1, integer=True, optional=True)
+        check_number("train.seed", self.seed, low=0, high=2**32 - 1, integer=True)
+        check_device(self.device)
+        check_number("train.threads", self.threads, low=1, integer=True, optional=True)
+        check_number("train.max_seconds", self.max_seconds, low=0, low_open=True, optional=True)
+        check_number("train.warmup_steps", self.warmup_steps, low=0, integer=True)
+        check_number("train.grad_clip", self.grad_clip, low=0, low_open=True, optional=True)
+
+
+def check_selection_metric(config: TrainConfig, available: dict[str, str]) -> None:
+    """`config.metric` must be one of the dev metrics a task computes, `available` (name -> the
+    direction that is better), and `config.mode` that direction: a recipe never means to select
+    its worst epoch."""
+    metric, mode = config.metric, config.mode
+    if metric not in available:
+        raise TextCNNError(f"train.metric: expected one of {', '.join(available)}, got {shown(metric)}"
+                           f"{did_you_mean(str(metric), available)}")
+    if mode != available[metric]:
+        better = "larger" if available[metric] == "max" else "smaller"
+        raise TextCNNError(f"train.mode: expected '{available[metric]}' for metric '{metric}' "
+                           f"({better} is better), got {shown(mode)}")
+
+
+def check_device(device: Any, key: str = "train.device") -> None:
+    """`device` must be auto, cpu, cuda or cuda:N (whether CUDA is present is checked when
+    training starts, by `resolve_device`)."""
+    ok = isinstance(device, str)
+    if ok and device != "auto":
+        try:
+            ok = torch.device(device).type in ("cpu", "cuda")
+        except (RuntimeError, ValueError):
+            ok = False
+    if not ok:
+        raise TextCNNError(f"{key}: expected auto, cpu, cuda or cuda:N, got {shown(device)}")
 
 
 @dataclass
@@ -172,6 +222,9 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         params = param_groups or [p for p in model.parameters() if p.requires_grad]
         self.graphed = config.cuda_graphs and self.device.type == "cuda"
+        if config.cuda_graphs and not self.graphed:
+            warnings.warn(f"train.cuda_graphs: CUDA graphs need a CUDA device; training on "
+                          f"{self.device} runs without them", stacklevel=2)
         self.optimizer = create_optimizer(config.optimizer, params, lr=config.lr,
                                           weight_decay=config.weight_decay, capturable=self.graphed)
         self.penalized = penalized if penalized is not None else [
@@ -314,7 +367,10 @@ class Trainer:
                 bar.set_postfix(loss=f"{float(total) / count:.4f}")
         mean = float(total) / count if count else math.nan
         if count and not math.isfinite(mean):
-            raise FloatingPointError(f"epoch {epoch}: the training loss became {mean}")
+            kept = (f"; the checkpoint after epoch {epoch - 1} is kept in {self.out_dir / 'checkpoint'}"
+                    if epoch > 1 and self.out_dir is not None else "")
+            raise TextCNNError(f"epoch {epoch}: the training loss became {mean}{kept}; try a lower "
+                               f"learning rate (train.lr, now {self.base_lrs[0]:g})")
         return mean
 
     def _step(self, batch: Batch, *, use_amp: bool, autocast_cache: bool = True) -> torch.Tensor:
@@ -332,7 +388,7 @@ class Trainer:
             loss = loss + cfg.l2 * l2_penalty(self.penalized)
         loss.backward()
         if cfg.grad_clip is not None:
-            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
         if self.after_step is not None:
             self.after_step(self.model)

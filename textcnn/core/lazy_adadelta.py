@@ -49,24 +49,40 @@ class LazyAdadelta(torch.optim.Optimizer):
                     state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["acc_delta"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["step"] += 1
-                if p.grad.is_sparse:
-                    if wd:
-                        raise RuntimeError("LazyAdadelta: weight_decay needs dense gradients")
+                if p.grad.is_sparse and not wd:
                     self._sparse_step(p, state, lr, rho, eps)
                 else:
-                    grad = p.grad if not wd else p.grad.add(p, alpha=wd)
+                    # Weight decay moves every row, so that step is dense Adadelta, exactly.
+                    self._catch_up(p, state, rho)
+                    grad = p.grad.to_dense() if p.grad.is_sparse else p.grad
+                    grad = grad if not wd else grad.add(p, alpha=wd)
                     dense.append((p, grad, state["square_avg"], state["acc_delta"]))
             if dense:  # every dense parameter of the group in one multi-tensor update
                 _adadelta_rows(*(list(column) for column in zip(*dense)), lr, rho, eps)
         return loss
 
     @staticmethod
+    def _catch_up(p: Tensor, state: dict[str, Any], rho: float) -> None:
+        """Before a dense step: bring the averages of rows that earlier sparse steps skipped up to
+        date (each shrinks by rho per skipped step), so dense and sparse steps can mix."""
+        last = state.pop("last_step", None)
+        if last is None:
+            return
+        missed = (state["step"] - 1 - last).to(p.dtype)
+        decay = torch.pow(torch.as_tensor(rho, dtype=p.dtype, device=p.device), missed)
+        decay = decay.view(-1, *([1] * (p.dim() - 1)))
+        state["square_avg"].mul_(decay)
+        state["acc_delta"].mul_(decay)
+
+    @staticmethod
     def _sparse_step(p: Tensor, state: dict[str, Any], lr: float, rho: float, eps: float) -> None:
         grad = p.grad.coalesce()
         rows, values = grad.indices()[0], grad.values()
         if "last_step" not in state:
-            # the step at which each row's averages were last brought up to date
-            state["last_step"] = torch.zeros(p.shape[0], dtype=torch.long, device=p.device)
+            # the step at which each row's averages were last brought up to date: every row was,
+            # by the previous step (a dense one, or none yet)
+            state["last_step"] = torch.full((p.shape[0],), state["step"] - 1, dtype=torch.long,
+                                            device=p.device)
         last = state["last_step"]
         # index_select / index_copy_ rather than p[rows]: the same rows, several times faster on CPU
         missed = (state["step"] - 1 - last.index_select(0, rows)).to(p.dtype)

@@ -72,6 +72,28 @@ def l2_penalty(params: Iterable[Tensor]) -> Tensor:
     return _penalty(params, torch.square)
 
 
+def clip_grad_norm_(params: Iterable[Tensor], max_norm: float) -> Tensor:
+    """`torch.nn.utils.clip_grad_norm_` (global L2 norm), also for sparse gradients (an
+    `nn.Embedding(sparse=True)` on the fast text path), which torch's version rejects.
+
+    A sparse gradient is coalesced first (duplicate rows summed), so its norm is that of the dense
+    gradient it stands for. Returns the total norm before clipping."""
+    params = [p for p in params if p.grad is not None]
+    if not any(p.grad.is_sparse for p in params):
+        return nn.utils.clip_grad_norm_(params, max_norm)
+    for p in params:
+        if p.grad.is_sparse:
+            p.grad = p.grad.coalesce()
+    total = nn.utils.get_total_norm([p.grad._values() if p.grad.is_sparse else p.grad for p in params])
+    coef = (max_norm / (total + 1e-6)).clamp(max=1.0)  # torch's own epsilon and cap
+    for p in params:
+        if p.grad.is_sparse:
+            p.grad._values().mul_(coef.to(p.grad.dtype))
+        else:
+            p.grad.mul_(coef.to(p.grad.dtype))
+    return total
+
+
 def _penalty(params: Iterable[Tensor], elementwise: Callable[[Tensor], Tensor]) -> Tensor:
     terms = [elementwise(p).sum() for p in params]
     if not terms:
@@ -259,6 +281,7 @@ __all__ = [
     "MaxNorm",
     "WordDropout",
     "apply_weight_norm",
+    "clip_grad_norm_",
     "l1_penalty",
     "l2_penalty",
     "max_norm_",

@@ -232,11 +232,12 @@ def make_shapes(count: int, *, seed: int, size: int = 96, max_objects: int = 4, 
     return DetectionData(tensor, targets, list(SHAPE_CLASSES), source=f"shapes(seed={seed})")
 
 
-def shapes_splits(*, seed: int = 0, size: int = 96, train: int = 2000, val: int = 200, test: int = 300
-                  ) -> tuple[DetectionData, DetectionData, DetectionData]:
-    """Train, validation and test shapes sets; each split has its own seed (3 * seed + 0, 1, 2),
-    so no two splits (of any `seed`) share an image stream."""
-    return tuple(make_shapes(n, seed=3 * seed + k, size=size)  # type: ignore[return-value]
+def shapes_splits(*, seed: int = 0, size: int = 96, train: int = 2000, val: int = 200, test: int = 300,
+                  max_objects: int = 4) -> tuple[DetectionData, DetectionData, DetectionData]:
+    """Train, validation and test shapes sets (at most `max_objects` shapes an image); each split
+    has its own seed (3 * seed + 0, 1, 2), so no two splits (of any `seed`) share an image stream."""
+    return tuple(make_shapes(n, seed=3 * seed + k, size=size,  # type: ignore[return-value]
+                             max_objects=max_objects)
                  for k, n in enumerate((train, val, test)))
 
 

@@ -19,10 +19,24 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from textcnn.core.config import dump_yaml, to_dict, typed_recipe
-from textcnn.core.engine import TrainConfig, Trainer, seed_everything
+from textcnn.core.config import (
+    check_literals,
+    check_number,
+    dump_yaml,
+    is_number,
+    shown,
+    to_dict,
+    typed_recipe,
+)
+from textcnn.core.engine import (
+    TrainConfig,
+    Trainer,
+    autocast_precision,
+    check_selection_metric,
+    seed_everything,
+)
 from textcnn.core.modeldir import open_model_dir
-from textcnn.errors import TextCNNError
+from textcnn.errors import TextCNNError, did_you_mean
 from textcnn.io import atomic_write_json, atomic_write_text
 from textcnn.pipeline import TrainOutcome
 from vision.data import read_image
@@ -34,8 +48,8 @@ from vision.detection.data import (
     shapes_splits,
 )
 from vision.detection.metrics import coco_map, voc_map
-from vision.detection.registry import create_detector
-from vision.pipeline import check_classes, save_image_model
+from vision.detection.registry import create_detector, list_detectors
+from vision.pipeline import save_image_model, saved_classes
 
 KIND = "detector"
 INFERENCE_BATCH = 32
@@ -58,6 +72,14 @@ class DetectionDataSection:
     image_dir: str | None = None  # coco: folder the file names are relative to; None: the JSON's
     val_fraction: float = 0.1  # share of train held out for selection when val is not given
 
+    def __post_init__(self) -> None:
+        check_literals(self, "data")
+        check_number("data.size", self.size, low=8, integer=True)
+        for key, low in (("train_images", 1), ("val_images", 1), ("test_images", 0), ("max_objects", 1)):
+            check_number(f"data.{key}", getattr(self, key), low=low, integer=True)
+        check_number("data.seed", self.seed, low=0, high=2**32 - 1, integer=True)
+        check_number("data.val_fraction", self.val_fraction, low=0, high=1, low_open=True, high_open=True)
+
 
 @dataclass
 class DetectorSection:
@@ -66,6 +88,11 @@ class DetectorSection:
     name: str = "faster_rcnn"  # a name from vision.detection.list_detectors()
     kwargs: dict[str, Any] = field(default_factory=dict)  # builder keywords, e.g. {image_size: 96}
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or self.name not in list_detectors():
+            raise TextCNNError(f"model.name: expected a detector from vision.detection.list_detectors(), "
+                               f"got {shown(self.name)}{did_you_mean(str(self.name), list_detectors())}")
+
 
 @dataclass
 class DetectionAugmentSection:
@@ -73,6 +100,14 @@ class DetectionAugmentSection:
 
     hflip: float = 0.5  # probability of a horizontal flip
     scale_range: list[float] | None = field(default_factory=lambda: [0.8, 1.2])  # scale jitter; null: off
+
+    def __post_init__(self) -> None:
+        check_number("augment.hflip", self.hflip, low=0, high=1)
+        scales = self.scale_range
+        if scales is not None and not (isinstance(scales, (list, tuple)) and len(scales) == 2 and all(
+                is_number(v) for v in scales) and 0 < scales[0] <= scales[1]):
+            raise TextCNNError(f"augment.scale_range: expected [low, high] with 0 < low <= high, or null, "
+                               f"got {shown(scales)}")
 
 
 @dataclass
@@ -86,6 +121,12 @@ class DetectionRecipe:
     augment: DetectionAugmentSection = field(default_factory=DetectionAugmentSection)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(**TRAIN_DEFAULTS))
 
+    def __post_init__(self) -> None:
+        check_selection_metric(self.train, DETECTION_METRICS)
+
+
+# The dev metric a detection run selects on (VOC mAP@0.5 on val) and the direction that is better.
+DETECTION_METRICS: dict[str, str] = {"map_50": "max"}
 
 # A detector's training defaults where TrainConfig's are Kim's text settings.
 TRAIN_DEFAULTS: dict[str, Any] = {"epochs": 20, "batch_size": 16, "optimizer": "adam", "lr": 1e-3,
@@ -116,15 +157,13 @@ def load_detection_splits(data: DetectionDataSection
     """Train, val and test data of a recipe's data section."""
     if data.source == "shapes":
         return shapes_splits(seed=data.seed, size=data.size, train=data.train_images,
-                             val=data.val_images, test=data.test_images)
+                             val=data.val_images, test=data.test_images, max_objects=data.max_objects)
     if not data.train:
         raise TextCNNError(f"data.train: expected a {data.source} annotation file or folder, got none")
     train = _load_annotations(data.source, data.train, data.image_dir)
     if data.val:
         val = _load_annotations(data.source, data.val, data.image_dir)
     else:
-        if not 0 < data.val_fraction < 1:
-            raise TextCNNError(f"data.val_fraction: expected a share in (0, 1), got {data.val_fraction}")
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(data.seed)).tolist()
         cut = max(1, round(len(train) * data.val_fraction))
         train, val = train.subset(order[cut:]), train.subset(order[:cut])
@@ -235,6 +274,7 @@ def train_detection_recipe(data: dict[str, Any], *, source: str,
         "dataset": recipe.data.source, "model": recipe.model.name,
         "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "seed": cfg.seed, "train_images": len(train), "val_images": len(val),
+        "precision": autocast_precision(cfg.amp, trainer.device),  # of training's matrix products
         "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run,
         **{f"val_{k}": v for k, v in fit.best_metrics.items()},
         # the engine's loop time (with the per-epoch val evaluation) plus any post-fit stage
@@ -257,7 +297,7 @@ def load_detector(model_dir: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """The detector of a directory written by `train_detection_recipe` (eval mode, CPU) and its
     config.json; every file is checked first (see `textcnn.core.modeldir`)."""
     folder = open_model_dir(model_dir, kind=KIND, keys=("model", "kwargs", "data"))
-    check_classes(folder)
+    saved_classes(folder)
     name, kwargs = folder.get("model", str), folder.get("kwargs", dict)
     model = folder.build(lambda: create_detector(name, num_classes=folder.config["num_classes"],
                                                  **kwargs))
