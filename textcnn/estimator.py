@@ -25,6 +25,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from textcnn.batching import bucket_batches, pad_batch, random_batches, token_budget_batches
+from textcnn.core.decisions import check_decision, labels_or_abstain
 from textcnn.core.engine import (
     FitResult,
     TrainConfig,
@@ -94,6 +95,8 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         label_smoothing: cross-entropy label smoothing.
         multi_label, threshold: sigmoid outputs with binary cross-entropy; a label is predicted
             when its probability reaches `threshold`. `y` is then a list of label lists.
+            (`predict(X, threshold=P)` overrides it per call; for a single-label model the same
+            keyword is a confidence threshold below which `predict` abstains.)
         word2vec_epochs: epochs of in-domain word2vec training (vectors="word2vec").
         fast: train with length bucketing and sparse (lazy) Adadelta updates of the embeddings,
             and predict from precomputed word projections (textcnn/projection.py). The same
@@ -348,8 +351,12 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         model.train(was_training)
         return out
 
-    def _decide(self, scores: np.ndarray) -> np.ndarray:
-        return (scores >= self.threshold).astype(np.int64) if self.multi_label else scores.argmax(axis=1)
+    def _decide(self, scores: np.ndarray, threshold: float | None = None) -> np.ndarray:
+        """Class ids, or for multi-label a 0/1 matrix of the probabilities reaching `threshold`
+        (default: the `threshold` parameter)."""
+        if self.multi_label:
+            return (scores >= (self.threshold if threshold is None else threshold)).astype(np.int64)
+        return scores.argmax(axis=1)
 
     def _inference_model(self, device: torch.device) -> torch.nn.Module:
         """The fitted model, as projection tables when `fast` (built once, on first use)."""
@@ -367,10 +374,22 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         # the model stays on `device`, so that repeated calls do not copy it back and forth
         return self._scores(self._inference_model(device), ids, device)
 
-    def predict(self, X: Iterable[str]) -> np.ndarray:
-        """Labels (or, for multi-label, a 0/1 indicator matrix over `classes_`)."""
-        decided = self._decide(self.predict_proba(X))
-        return decided if self.multi_label else self.classes_[decided]
+    def predict(self, X: Iterable[str], *, threshold: float | None = None, abstain: Any = None) -> np.ndarray:
+        """Labels (or, for multi-label, a 0/1 indicator matrix over `classes_`).
+
+        threshold: for a single-label model, a confidence threshold in [0, 1]: a text whose top
+            probability is below it gets `abstain` instead of a label (the result is then an
+            object array). For a multi-label model, the per-label decision threshold for this
+            call (default: the `threshold` parameter given at construction).
+        abstain: what a text below `threshold` gets (default None); single-label models only.
+        """
+        threshold = check_decision(threshold=threshold, abstain=abstain, multi_label=self.multi_label)
+        proba = self.predict_proba(X)
+        if self.multi_label:
+            return self._decide(proba, threshold)
+        if threshold is None:
+            return self.classes_[self._decide(proba)]
+        return labels_or_abstain(proba, self.classes_, threshold=threshold, abstain=abstain)
 
     def score(self, X: Iterable[str], y: Sequence[Any], sample_weight: Any = None) -> float:
         """Accuracy on (X, y); a label never seen in training raises a clear error."""
