@@ -165,7 +165,8 @@ def predict(model: str, texts: tuple[str, ...], input_file: str | None, encoding
     if kind == "detector":
         for given, option in ((threshold, "--threshold"), (abstain, "--abstain"), (top_k, "--top-k")):
             if given is not None:
-                raise UserError(f"{option}: is for classifiers; {model} is a detector (use --score-threshold)")
+                raise UserError(f"{option}: is for classifiers; {model} is a detector"
+                                + (" (use --score-threshold)" if option == "--threshold" else ""))
     else:
         for given, option in ((score_threshold, "--score-threshold"), (out_dir, "--out")):
             if given is not None:
