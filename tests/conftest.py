@@ -26,3 +26,25 @@ def shared_data() -> Path:
             "(set TEXTCNN_SHARED_DATA to the folder holding kim2014/ and sst/)"
         )
     return root
+
+
+@pytest.fixture
+def stream_and_count():
+    """A function that runs `textcnn.pipeline.predict_stream(model, items, **options)` and returns
+    all its predictions and how many of `items` it had read when it yielded the first."""
+    from textcnn.pipeline import predict_stream
+
+    def run(model, items, **options):
+        read = []
+
+        def reader():
+            for item in items:
+                read.append(item)
+                yield item
+
+        stream = predict_stream(model, reader(), **options)
+        first = next(stream)
+        read_at_first = len(read)
+        return [first, *stream], read_at_first
+
+    return run

@@ -2,7 +2,8 @@
 
 Batches are padded to their own longest sentence, not the corpus's. For training, sentences of
 similar length are grouped (length bucketing) so little time goes into padding; the groups and
-their order are still random for each epoch.
+their order are still random for each epoch. For inference, `token_budget_batches` bounds each
+batch's padded size, so one very long text cannot make a batch of many texts as wide as itself.
 """
 
 from __future__ import annotations
@@ -55,3 +56,26 @@ def sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[np.ndarr
     order = np.argsort(np.asarray(lengths), kind="stable")
     for start in range(0, len(order), batch_size):
         yield order[start : start + batch_size]
+
+
+def token_budget_batches(lengths: Sequence[int], *, max_tokens: int, max_count: int) -> list[np.ndarray]:
+    """Batches of indices in length order whose padded size (count x longest length, a length
+    counting at least 1 as `pad_batch` pads) stays within `max_tokens`, with at most `max_count`
+    indices each. A text longer than `max_tokens` is a batch of its own. Every index appears once,
+    shorter texts first; the caller puts results back in input order."""
+    if max_tokens < 1 or max_count < 1:
+        raise ValueError(f"token_budget_batches: expected max_tokens and max_count >= 1, "
+                         f"got {max_tokens} and {max_count}")
+    widths = np.maximum(np.asarray(lengths, dtype=np.int64).reshape(-1), 1)
+    order = np.argsort(widths, kind="stable")
+    ascending = widths[order]
+    batches = []
+    start = 0
+    while start < len(order):
+        window = ascending[start : start + max_count]
+        # the widths ascend, so count x width grows with the count and the texts that fit form a prefix
+        fits = int(np.count_nonzero(np.arange(1, len(window) + 1) * window <= max_tokens))
+        take = max(fits, 1)
+        batches.append(order[start : start + take])
+        start += take
+    return batches

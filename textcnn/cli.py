@@ -5,9 +5,11 @@ Library errors (`TextCNNError`) become one-line messages with exit code 2, and n
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import click
@@ -118,56 +120,96 @@ def evaluate(model: str, data_file: str | None, data_format: str | None, text_co
 @main.command(context_settings=CONTEXT)
 @click.argument("model", type=click.Path(exists=True, file_okay=False))
 @click.argument("texts", nargs=-1)
-@click.option("--input", "input_file", type=click.File("r", encoding="utf-8"),
-              help="Read one text per line from FILE ('-' for standard input).")
-@click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Show the K most probable labels.")
+@click.option("--input", "input_file", type=click.Path(dir_okay=False, allow_dash=True, exists=True),
+              help="Read one text (or image file) per line from FILE ('-' for standard input); "
+              "read, predicted and written a chunk at a time.")
+@click.option("--encoding", help="Text encoding of --input, e.g. latin-1 or cp1252 [utf-8].")
+@click.option("--top-k", type=click.IntRange(min=1), help="Classifier: show the K most probable labels [1].")
 @click.option("--format", "out_format", type=click.Choice(["text", "jsonl"]), default="text",
               show_default=True)
+@click.option("--threshold", type=click.FloatRange(0, 1), help="Classifier: abstain (label null, "
+              "'(abstain)' in text) where the top probability is below P; multi-label: the labels "
+              "reaching P.", metavar="P")
+@click.option("--abstain", metavar="LABEL", help="Classifier, with --threshold: the label to give "
+              "instead of null.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="Detector: write each image with its boxes drawn and detections.json here.")
-@click.option("--score-threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
-              help="Detector: keep detections scoring at least this.")
+@click.option("--score-threshold", type=click.FloatRange(0, 1),
+              help="Detector: keep detections scoring at least this [0.5].")
 @user_errors
-def predict(model: str, texts: tuple[str, ...], input_file, top_k: int, out_format: str,
-            out_dir: str | None, score_threshold: float) -> None:
+def predict(model: str, texts: tuple[str, ...], input_file: str | None, encoding: str | None,
+            top_k: int | None, out_format: str, threshold: float | None, abstain: str | None,
+            out_dir: str | None, score_threshold: float | None) -> None:
     """Predict labels with probabilities for TEXTS (or lines of --input); for an image model,
     TEXTS are image files; for a detector, image files whose boxes it finds.
+
+    Results are written as they come, a chunk of inputs at a time. With --threshold, text
+    output starts with the decision (the label, or '(abstain)') and JSON lines carry "label".
 
     \b
     Example:
       textcnn predict runs/quickstart/model "a dull , lifeless film" --top-k 2
       echo "great acting" | textcnn predict runs/quickstart/model --input - --format jsonl
+      textcnn predict runs/quickstart/model --input reviews.txt --threshold 0.8 --abstain unsure
       textcnn predict runs/ssd-shapes/model shapes.png --out detections/
     """
-    from textcnn.pipeline import model_kind, predict_texts
+    import itertools
 
-    items = list(texts)
-    if input_file is not None:
-        items += [line.rstrip("\n") for line in input_file]
-    if not items:
+    from textcnn.pipeline import model_kind, predict_stream, read_lines
+
+    if not texts and input_file is None:
         raise UserError("predict: expected TEXT arguments or --input FILE, got neither")
-    if model_kind(model) == "detector":
-        from vision.detection.pipeline import predict_detections
-
-        for result in predict_detections(model, items, out_dir=out_dir, score_threshold=score_threshold):
+    if encoding is not None and input_file is None:
+        raise UserError(f"--encoding: applies to --input FILE, which was not given (got --encoding {encoding})")
+    kind = model_kind(model)
+    if kind == "detector":
+        for given, option in ((threshold, "--threshold"), (abstain, "--abstain"), (top_k, "--top-k")):
+            if given is not None:
+                raise UserError(f"{option}: is for classifiers; {model} is a detector"
+                                + (" (use --score-threshold)" if option == "--threshold" else ""))
+    else:
+        for given, option in ((score_threshold, "--score-threshold"), (out_dir, "--out")):
+            if given is not None:
+                raise UserError(f"{option}: is for detectors; {model} is a classifier"
+                                + (" (use --threshold)" if option == "--score-threshold" else ""))
+    with contextlib.ExitStack() as stack:
+        items: Iterable[str] = texts
+        if input_file is not None:
+            stream = stack.enter_context(click.open_file(input_file, "rb"))
+            items = itertools.chain(texts, read_lines(stream, encoding=encoding or "utf-8",
+                                                      name="<stdin>" if input_file == "-" else input_file))
+        if kind == "detector":
+            _echo_detections(model, items, out_dir=out_dir, out_format=out_format,
+                             score_threshold=score_threshold)
+            return
+        decided = threshold is not None
+        for p in predict_stream(model, items, top_k=top_k or 1, threshold=threshold, abstain=abstain):
             if out_format == "jsonl":
-                click.echo(json.dumps(result))
-            else:
-                found = "  ".join(f"{d['label']} ({d['score']:.3f}) {d['box']}" for d in result["detections"])
-                click.echo(f"{result['image']}\t{found or '(nothing found)'}")
-        if out_dir:
-            click.echo(f"drawn images and detections.json in {out_dir}", err=True)
-        return
-    if out_dir:
-        raise UserError("--out: only a detector writes pictures; this model is a classifier")
-    for text, ranked in zip(items, predict_texts(model, items, top_k=top_k)):
+                click.echo(json.dumps({"text": p.input, "label": p.label, "labels": [
+                    {"label": label, "probability": round(prob, 6)} for label, prob in p.ranked]}))
+                continue
+            shown = "  ".join(f"{label} ({prob:.3f})" for label, prob in p.ranked)
+            if decided:
+                label = (",".join(map(str, p.label)) or "(none)") if isinstance(p.label, list) \
+                    else "(abstain)" if p.label is None else p.label
+                shown = f"{label}\t{shown}"
+            click.echo(f"{shown}\t{p.input}")
+
+
+def _echo_detections(model: str, images: Iterable[str], *, out_dir: str | None, out_format: str,
+                     score_threshold: float | None) -> None:
+    """`predict` for a detector: a line per image as it is done."""
+    from vision.detection.pipeline import DEFAULT_SCORE_THRESHOLD, iter_detections
+
+    threshold = DEFAULT_SCORE_THRESHOLD if score_threshold is None else score_threshold
+    for result in iter_detections(model, images, out_dir=out_dir, score_threshold=threshold):
         if out_format == "jsonl":
-            click.echo(json.dumps({"text": text, "labels": [
-                {"label": label, "probability": round(p, 6)} for label, p in ranked]}))
+            click.echo(json.dumps(result))
         else:
-            shown = "  ".join(f"{label} ({p:.3f})" for label, p in ranked)
-            click.echo(f"{shown}\t{text}")
+            found = "  ".join(f"{d['label']} ({d['score']:.3f}) {d['box']}" for d in result["detections"])
+            click.echo(f"{result['image']}\t{found or '(nothing found)'}")
+    if out_dir:
+        click.echo(f"drawn images and detections.json in {out_dir}", err=True)
 
 
 @main.command(context_settings=CONTEXT)

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from textcnn.batching import bucket_batches, pad_batch, random_batches, sorted_batches
+from textcnn.batching import bucket_batches, pad_batch, random_batches, token_budget_batches
+from textcnn.core.decisions import check_decision, labels_or_abstain
 from textcnn.core.engine import (
     FitResult,
     Trainer,
@@ -49,7 +50,16 @@ from textcnn.vectors import (
 
 KIND = "text-classifier"  # config.json's kind of a saved text model
 TOKENIZER, LABELS = "tokenizer.json", "labels.json"
-INFERENCE_BATCH = 1000
+INFERENCE_BATCH = 1000  # at most this many texts per inference batch
+# Padded tokens (texts x longest text) per inference batch. Measured at the default 300-d vectors
+# and 3 x 100 maps, float32 on a CPU: the projection path (ProjectedKimCNN) peaks at about 1 KB per
+# padded token, the plain convolutions at about 5.5 KB (rand, static, non-static) to 9 KB
+# (multichannel), as each width's conv output, its ReLU and its mask live beside the embedded
+# batch. 2^16 tokens thus bound a batch at about 64 MB (projection) and 350-600 MB (plain), while
+# texts of up to 65 tokens (all of MR, SST and TREC; all but 33 of Subj's 10,000) still go
+# INFERENCE_BATCH at a time, at the same speed as before (Subj: about 10k texts/s either way on
+# one CPU thread). A longer text is a batch of its own: memory in its own length only.
+INFERENCE_TOKENS = 1 << 16
 MAX_TABLE_BYTES = 1 << 30  # larger vocabularies predict with the convolutions instead
 GRAPH_PAD_MULTIPLE = 8  # with cuda_graphs: batch widths rounded up to this, a few graphs in all
 
@@ -97,6 +107,8 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         label_smoothing: cross-entropy label smoothing.
         multi_label, threshold: sigmoid outputs with binary cross-entropy; a label is predicted
             when its probability reaches `threshold`. `y` is then a list of label lists.
+            (`predict(X, threshold=P)` overrides it per call; for a single-label model the same
+            keyword is a confidence threshold below which `predict` abstains.)
         word2vec_epochs: epochs of in-domain word2vec training (vectors="word2vec").
         fast: train with length bucketing and sparse (lazy) Adadelta updates of the embeddings,
             and predict from precomputed word projections (textcnn/projection.py). The same
@@ -363,12 +375,15 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
     # -- prediction ----------------------------------------------------------------------------
     def _scores(self, model: KimCNN | ProjectedKimCNN, ids: list[list[int]], device: torch.device,
                 forward: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor] | None = None) -> np.ndarray:
-        """Probabilities [N, classes] in input order (softmax, or sigmoid for multi-label)."""
+        """Probabilities [N, classes] in input order (softmax, or sigmoid for multi-label), in
+        batches of at most INFERENCE_TOKENS padded tokens (see `token_budget_batches`)."""
         out = np.zeros((len(ids), model.config.num_classes), dtype=np.float32)
         was_training = model.training
         model.eval()
+        batches = token_budget_batches([len(s) for s in ids], max_tokens=INFERENCE_TOKENS,
+                                       max_count=INFERENCE_BATCH)
         with torch.inference_mode():
-            for idx in sorted_batches([len(s) for s in ids], INFERENCE_BATCH):
+            for idx in batches:
                 x = pad_batch([ids[i] for i in idx], pad_id=model.config.pad_id).to(device)
                 logits = (model(x) if forward is None else forward(model, x)).float()
                 probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
@@ -376,8 +391,12 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         model.train(was_training)
         return out
 
-    def _decide(self, scores: np.ndarray) -> np.ndarray:
-        return (scores >= self.threshold).astype(np.int64) if self.multi_label else scores.argmax(axis=1)
+    def _decide(self, scores: np.ndarray, threshold: float | None = None) -> np.ndarray:
+        """Class ids, or for multi-label a 0/1 matrix of the probabilities reaching `threshold`
+        (default: the `threshold` parameter)."""
+        if self.multi_label:
+            return (scores >= (self.threshold if threshold is None else threshold)).astype(np.int64)
+        return scores.argmax(axis=1)
 
     def _inference_model(self, device: torch.device) -> torch.nn.Module:
         """The fitted model, as projection tables when `fast` (built once, on first use)."""
@@ -395,10 +414,22 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         # the model stays on `device`, so that repeated calls do not copy it back and forth
         return self._scores(self._inference_model(device), ids, device)
 
-    def predict(self, X: Iterable[str]) -> np.ndarray:
-        """Labels (or, for multi-label, a 0/1 indicator matrix over `classes_`)."""
-        decided = self._decide(self.predict_proba(X))
-        return decided if self.multi_label else self.classes_[decided]
+    def predict(self, X: Iterable[str], *, threshold: float | None = None, abstain: Any = None) -> np.ndarray:
+        """Labels (or, for multi-label, a 0/1 indicator matrix over `classes_`).
+
+        threshold: for a single-label model, a confidence threshold in [0, 1]: a text whose top
+            probability is below it gets `abstain` instead of a label (the result is then an
+            object array). For a multi-label model, the per-label decision threshold for this
+            call (default: the `threshold` parameter given at construction).
+        abstain: what a text below `threshold` gets (default None); single-label models only.
+        """
+        threshold = check_decision(threshold=threshold, abstain=abstain, multi_label=self.multi_label)
+        proba = self.predict_proba(X)
+        if self.multi_label:
+            return self._decide(proba, threshold)
+        if threshold is None:
+            return self.classes_[self._decide(proba)]
+        return labels_or_abstain(proba, self.classes_, threshold=threshold, abstain=abstain)
 
     def score(self, X: Iterable[str], y: Sequence[Any], sample_weight: Any = None) -> float:
         """Accuracy on (X, y); a label never seen in training raises a clear error."""

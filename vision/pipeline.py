@@ -350,12 +350,9 @@ def evaluate_image_model(model_dir: str | Path, data_spec: str | None = None) ->
     return _report(model, eval_data(meta, data_spec), meta)
 
 
-def predict_images(model_dir: str | Path, paths: Sequence[str], *,
-                   top_k: int = 1) -> list[list[tuple[str, float]]]:
-    """For each image file, its `top_k` (label, probability) pairs, most probable first."""
-    if top_k < 1:
-        raise TextCNNError(f"top_k: expected an integer >= 1, got {top_k!r}")
-    model, meta = load_image_model(model_dir)
+def image_probabilities(model: nn.Module, meta: dict[str, Any], paths: Sequence[str]) -> Tensor:
+    """Softmax probabilities `[N, classes]` of image files, for a model and config.json from
+    `load_image_model`."""
     batch = []
     for p in paths:
         if not Path(p).is_file():
@@ -364,8 +361,19 @@ def predict_images(model_dir: str | Path, paths: Sequence[str], *,
         image = array[None, None] if array.dim() == 2 else array.permute(2, 0, 1)[None]
         batch.append(prepare(image, meta))
     if not batch:
+        return torch.zeros(0, len(meta["classes"]))
+    return class_probabilities(model, torch.cat(batch))
+
+
+def predict_images(model_dir: str | Path, paths: Sequence[str], *,
+                   top_k: int = 1) -> list[list[tuple[str, float]]]:
+    """For each image file, its `top_k` (label, probability) pairs, most probable first."""
+    if top_k < 1:
+        raise TextCNNError(f"top_k: expected an integer >= 1, got {top_k!r}")
+    model, meta = load_image_model(model_dir)
+    probs = image_probabilities(model, meta, paths)
+    if not len(probs):
         return []
-    probs = class_probabilities(model, torch.cat(batch))
     top = probs.topk(min(top_k, probs.shape[1]), dim=1)
     classes = meta["classes"]
     return [[(classes[j], float(v)) for v, j in zip(vals.tolist(), idx.tolist())]
@@ -389,6 +397,6 @@ def visualize(model_dir: str | Path, out_dir: str | Path, *, data_spec: str | No
 
 
 __all__ = ["ImageDataSection", "ImageModelSection", "ImageRecipe", "Splits", "channel_stats",
-           "class_probabilities", "eval_data", "evaluate_image_model", "image_recipe",
-           "saved_classes", "load_image_model", "load_splits", "predict_images", "prepare", "save_image_model",
+           "class_probabilities", "eval_data", "evaluate_image_model", "image_probabilities", "image_recipe",
+           "load_image_model", "load_splits", "predict_images", "prepare", "save_image_model", "saved_classes",
            "train_image_recipe", "visualize"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -53,6 +53,7 @@ from vision.pipeline import save_image_model, saved_classes
 
 KIND = "detector"
 INFERENCE_BATCH = 32
+DEFAULT_SCORE_THRESHOLD = 0.5  # detections scoring below this are left out of predictions
 
 
 @dataclass
@@ -325,35 +326,64 @@ def evaluate_detector(model_dir: str | Path, data_spec: str | None = None) -> di
     return detection_report(model, evaluation_data(meta, data_spec))
 
 
-def predict_detections(model_dir: str | Path, paths: Sequence[str], *, out_dir: str | Path | None = None,
-                       score_threshold: float = 0.5) -> list[dict[str, Any]]:
-    """Detections of each image file with a score >= `score_threshold`; with `out_dir`, each
-    image with its boxes drawn (`<stem>.png`) and `detections.json`."""
+def predict_detections(model_dir: str | Path, paths: Iterable[str], *, out_dir: str | Path | None = None,
+                       score_threshold: float = DEFAULT_SCORE_THRESHOLD) -> list[dict[str, Any]]:
+    """Detections of each image file with a score >= `score_threshold` (see `iter_detections`)."""
+    return list(iter_detections(model_dir, paths, out_dir=out_dir, score_threshold=score_threshold))
+
+
+def iter_detections(model_dir: str | Path, paths: Iterable[str], *, out_dir: str | Path | None = None,
+                    score_threshold: float = DEFAULT_SCORE_THRESHOLD) -> Iterator[dict[str, Any]]:
+    """For each image file, as it is read: `{"image": path, "detections": [{label, score, box}]}`
+    with the detections scoring >= `score_threshold`.
+
+    With `out_dir`, each image is also drawn with its boxes into `out_dir`, under its file's stem
+    (`x.png`; a stem met again gets `x-2.png`, `x-3.png`, ... in input order, so two inputs
+    `a/x.png` and `b/x.png` both keep their drawing), named in the entry's `"drawn"`; and
+    `detections.json` lists every entry. It is written at the end, or when an input fails, with
+    the entries of the images before it."""
     from vision.detection.draw import draw_detections, save_png
 
     model, meta = load_detector(model_dir)
-    results = []
-    for p in paths:
-        if not Path(p).is_file():
-            raise TextCNNError(f"{p}: expected an image file, found none")
-        array = torch.from_numpy(read_image(p)).float()
-        image = (array[None].expand(3, -1, -1) if array.dim() == 2 else array.permute(2, 0, 1)[:3]).contiguous()
-        det = detect(model, [image])[0]
-        keep = det["scores"] >= score_threshold
-        det = {k: v[keep] for k, v in det.items()}
-        results.append({"image": str(p), "detections": [
-            {"label": meta["classes"][int(label) - 1], "score": round(float(score), 4),
-             "box": [round(float(v), 1) for v in box]}
-            for box, label, score in zip(det["boxes"], det["labels"], det["scores"])]})
-        if out_dir is not None:
-            drawn = draw_detections(image, det, meta["classes"], score_threshold=score_threshold)
-            save_png(drawn, Path(out_dir) / f"{Path(p).stem}.png")
-    if out_dir is not None:
-        atomic_write_json(Path(out_dir) / "detections.json", results)
-    return results
+    results: list[dict[str, Any]] = []
+    used: set[str] = set()
+    try:
+        for p in paths:
+            if not Path(p).is_file():
+                raise TextCNNError(f"{p}: expected an image file, found none")
+            array = torch.from_numpy(read_image(p)).float()
+            image = (array[None].expand(3, -1, -1) if array.dim() == 2 else array.permute(2, 0, 1)[:3]).contiguous()
+            det = detect(model, [image])[0]
+            keep = det["scores"] >= score_threshold
+            det = {k: v[keep] for k, v in det.items()}
+            result: dict[str, Any] = {"image": str(p), "detections": [
+                {"label": meta["classes"][int(label) - 1], "score": round(float(score), 4),
+                 "box": [round(float(v), 1) for v in box]}
+                for box, label, score in zip(det["boxes"], det["labels"], det["scores"])]}
+            if out_dir is not None:
+                name = _drawing_name(Path(p).stem, used)
+                drawn = draw_detections(image, det, meta["classes"], score_threshold=score_threshold)
+                save_png(drawn, Path(out_dir) / name)
+                result["drawn"] = name
+            results.append(result)
+            yield result
+    finally:
+        if out_dir is not None and results:
+            atomic_write_json(Path(out_dir) / "detections.json", results)
+
+
+def _drawing_name(stem: str, used: set[str]) -> str:
+    """`<stem>.png`, or `<stem>-2.png`, `-3`, ... when an earlier input took it (compared without
+    case, as on case-insensitive file systems)."""
+    name, n = f"{stem or 'image'}.png", 1
+    while name.lower() in used:
+        n += 1
+        name = f"{stem or 'image'}-{n}.png"
+    used.add(name.lower())
+    return name
 
 
 __all__ = ["DetectionDataSection", "DetectionRecipe", "DetectorSection", "detect", "detection_recipe",
-           "detection_report", "evaluate_detector", "evaluation_data", "format_detection_report",
+           "detection_report", "evaluate_detector", "evaluation_data", "format_detection_report", "iter_detections",
            "load_detection_splits", "load_detector", "predict_detections",
            "train_detection_recipe"]

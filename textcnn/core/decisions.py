@@ -1,0 +1,49 @@
+"""From class probabilities to decisions: a classifier that may abstain below a confidence.
+
+Shared by the text and image classifiers (`TextCNNClassifier.predict`, `textcnn predict
+--threshold`): a prediction whose top probability is below the threshold gives the abstain value
+(None by default) instead of a label; a probability equal to the threshold keeps its label.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from textcnn.errors import TextCNNError
+
+
+def check_probability(value: Any, *, name: str) -> float:
+    """`value` as a float in [0, 1]; anything else is a one-line `TextCNNError` naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or math.isnan(value) or not 0 <= value <= 1:
+        raise TextCNNError(f"{name}: expected a probability in [0, 1], got {value!r}")
+    return float(value)
+
+
+def check_decision(*, threshold: Any, abstain: Any, multi_label: bool) -> float | None:
+    """`threshold` checked by `check_probability` (None stays None); an `abstain` value that
+    cannot take effect (without a threshold, or on a multi-label model) is a `TextCNNError`."""
+    if threshold is not None:
+        threshold = check_probability(threshold, name="threshold")
+    if abstain is not None and threshold is None:
+        raise TextCNNError(f"abstain: takes effect below a confidence threshold, and none was given "
+                           f"(got abstain={abstain!r}, threshold=None)")
+    if abstain is not None and multi_label:
+        raise TextCNNError(f"abstain: a multi-label model predicts no label where none reaches the "
+                           f"threshold; expected no abstain value, got {abstain!r}")
+    return threshold
+
+
+def labels_or_abstain(probs: np.ndarray, classes: Sequence[Any] | np.ndarray, *, threshold: float,
+                      abstain: Any = None) -> np.ndarray:
+    """For each row of `probs` [N, classes], its most probable class, or `abstain` when that
+    probability is below `threshold`; an object array of N."""
+    probs = np.asarray(probs)
+    top = probs.argmax(axis=1)
+    out = np.asarray(classes, dtype=object)[top]
+    out[probs[np.arange(len(probs)), top] < threshold] = abstain
+    return out
