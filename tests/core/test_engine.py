@@ -175,3 +175,19 @@ def test_grad_clip_bounds_the_update():
     config = TrainConfig(epochs=1, optimizer="sgd", lr=0.1, progress=False, grad_clip=0.5)
     Trainer(make_model(), config=config, loss_fn=big_loss, batches=batches, after_step=grab).fit()
     assert float(captured["norm"]) == pytest.approx(0.5, rel=1e-4)
+
+
+def test_stopped_by_says_what_ended_the_run(monkeypatch):
+    assert fit(epochs=2)[1].stopped_by == "epochs"
+    flat = iter([0.5] * 10)  # the dev metric never improves after epoch 1
+    result = fit(epochs=10, patience=2, evaluate=lambda m, d: {"accuracy": next(flat)})[1]
+    assert (result.stopped_by, result.epochs_run) == ("patience", 3)
+    import itertools
+    from types import SimpleNamespace
+
+    from textcnn.core import engine
+
+    clock = itertools.count()
+    monkeypatch.setattr(engine, "time", SimpleNamespace(perf_counter=lambda: float(next(clock))))
+    result = fit(epochs=50, max_seconds=2.5)[1]
+    assert (result.stopped_by, result.epochs_run) == ("time", 2)
