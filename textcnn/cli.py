@@ -1,10 +1,12 @@
 """The `textcnn` command line: a thin layer over the library.
 
-Library errors (`TextCNNError`) become one-line messages with exit code 2, and no traceback.
+Library errors (`TextCNNError`) and failed reads or writes (`OSError`: a read-only or full disk,
+an output path under a file) become one-line messages with exit code 2, and no traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import sys
@@ -23,14 +25,32 @@ class UserError(click.ClickException):
     exit_code = 2
 
 
+class Interrupted(click.ClickException):
+    """Ctrl-C (SIGINT) during training: one line, exit code 130 (128 + SIGINT)."""
+
+    exit_code = 130
+
+
+def os_error_line(exc: OSError) -> str:
+    """An operating-system error as one line that names the path."""
+    where = exc.filename if exc.filename is not None else "output"
+    reason = exc.strerror or str(exc)
+    line = f"{where}: cannot read or write it: {reason}"
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        line += " (free some space and rerun: finished epochs are kept and resume)"
+    return line
+
+
 def user_errors(func):
-    """Turn library errors into `UserError` at the CLI boundary."""
+    """Turn library errors and OS errors into `UserError` at the CLI boundary."""
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
         except TextCNNError as exc:
             raise UserError(str(exc)) from None
+        except OSError as exc:
+            raise UserError(os_error_line(exc)) from None
     return wrapper
 
 
@@ -57,24 +77,36 @@ def main() -> None:
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory [runs/<recipe name>].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Device [recipe's, auto].")
 @click.option("--seed", type=int, help="Seed for splits, initialisation and shuffling.")
+@click.option("--overwrite", is_flag=True, help="Replace a different run already in --out (without "
+              "it, the same run resumes and a different one is refused).")
 @user_errors
 def train(recipe: str, overrides: tuple[str, ...], out: str | None, device: str | None,
-          seed: int | None) -> None:
+          seed: int | None, overwrite: bool) -> None:
     """Train the model a RECIPE describes; write it, its metrics and the resolved recipe.
+
+    An --out that holds the same run (same resolved recipe and data) resumes it; one that holds
+    another run is refused, naming the first difference, unless --overwrite.
 
     \b
     Example:
       textcnn train recipes/quickstart.yaml --set train.epochs=5 --out runs/qs
     """
-    from textcnn.pipeline import train_from_recipe
+    from textcnn.pipeline import time_note, train_from_recipe
 
     sets = list(overrides)
     if device:
         sets.append(f"train.device={device}")
     if seed is not None:
         sets.append(f"train.seed={seed}")
-    result = train_from_recipe(recipe, sets, out_dir=out)
+    try:
+        result = train_from_recipe(recipe, sets, out_dir=out, overwrite=overwrite)
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted: the finished epochs are kept; rerun the same command to "
+                          "resume") from None
     click.echo(result.summary())
+    note = time_note(result.metrics)
+    if note:
+        click.echo(note, err=True)
 
 
 @main.command(context_settings=CONTEXT)

@@ -43,6 +43,19 @@ def test_training_writes_a_self_contained_model(trained):
     assert not model.training and meta["model"] == "faster_rcnn"
 
 
+def test_a_changed_recipe_is_refused_in_the_run_folder(trained):
+    """Detection runs start through the same run folders: another recipe in the folder of a
+    finished run is refused with one line naming the first difference, before any training."""
+    from textcnn.errors import TextCNNError
+
+    assert trained.metrics["stopped_by"] == "epochs" and len(trained.metrics["fingerprint"]) == 64
+    changed = {**TINY, "train": {**TINY["train"], "lr": 0.002}}
+    before = (trained.model_dir / "model.safetensors").read_bytes()
+    with pytest.raises(TextCNNError, match=r"holds a different run \(train.lr: 0.001 -> 0.002\)"):
+        train_detection_recipe(changed, source="tiny.yaml", out_dir=trained.out_dir)
+    assert (trained.model_dir / "model.safetensors").read_bytes() == before
+
+
 def test_cli_evaluate_and_predict_draws_boxes(trained, tmp_path):
     runner = CliRunner()
     result = runner.invoke(main, ["evaluate", str(trained.model_dir), "--json"])
