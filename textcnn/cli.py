@@ -217,12 +217,15 @@ def predict(model: str, texts: tuple[str, ...], input_file, top_k: int, out_form
               "(the table averages over them).")
 @click.option("--fold-batched", is_flag=True, help="Train the Kim CNN folds of each cross-validation "
               "recipe as one batched model (fast on a GPU, slower on a CPU).")
+@click.option("--overwrite", is_flag=True, help="Rerun runs whose recipe or data changed since they "
+              "were written to --out, replacing their rows (without it they are refused).")
 @user_errors
 def batch(recipes: tuple[str, ...], out: str, jobs: int, folds: int | None, only: tuple[str, ...],
-          overrides: tuple[str, ...], seeds: str | None, fold_batched: bool) -> None:
+          overrides: tuple[str, ...], seeds: str | None, fold_batched: bool, overwrite: bool) -> None:
     """Run every run of RECIPES (files or directories) and tabulate the results.
 
-    Resumable: rerun with the same --out and finished runs are skipped.
+    Resumable: rerun with the same --out and finished runs (same recipe and data) are skipped;
+    runs that changed are refused, naming the first difference, unless --overwrite.
 
     \b
     Example:
@@ -237,8 +240,12 @@ def batch(recipes: tuple[str, ...], out: str, jobs: int, folds: int | None, only
         seed_list = [int(s) for s in seeds.split(",") if s.strip()] if seeds else []
     except ValueError:
         raise UserError(f"--seeds: expected comma-separated integers such as 0,1,2, got '{seeds}'") from None
-    run_batch(recipes, out, jobs=jobs, folds=folds, only=only, overrides=overrides, seeds=seed_list,
-              fold_batched=fold_batched, echo=click.echo)
+    try:
+        run_batch(recipes, out, jobs=jobs, folds=folds, only=only, overrides=overrides,
+                  seeds=seed_list, fold_batched=fold_batched, overwrite=overwrite, echo=click.echo)
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted: finished runs are kept; rerun the same command to resume "
+                          "the others") from None
     click.echo(Path(out, "table.md").read_text(encoding="utf-8"))
 
 
