@@ -94,7 +94,11 @@ def plan_runs(paths: Sequence[str | Path], *, overrides: Sequence[str] = (), fol
     for path in recipe_files(paths):
         data = load_recipe_dict(path, list(overrides))
         base = check_run_name(str(data.get("name") or path.stem), f"{path}: name")
-        for name, recipe in expand_runs(data, name=base):
+        try:
+            expanded = expand_runs(data, name=base)
+        except TextCNNError as exc:
+            raise TextCNNError(f"{path}: {exc}") from None
+        for name, recipe in expanded:
             checked = text_recipe(recipe, source=f"{path} ({name})")  # fail before any run starts
             n_folds = 1
             if checked.data.dataset and get_benchmark(checked.data.dataset).cv:
@@ -290,7 +294,11 @@ def _changed_runs(runs: Sequence[RunSpec], out: Path, rows: Sequence[dict[str, A
             legacy.add(run.name)
             continue
         folder = run_folder(out, run.name)
-        record = read_run_record(folder)
+        try:
+            record = read_run_record(folder)
+        except TextCNNError as err:
+            changed[run.name] = str(err)
+            continue
         if record is not None and record["fingerprint"] != identity.fingerprint:
             changed[run.name] = first_difference(record, identity)
         elif record is None and folder_conflict(folder, identity) is not None:

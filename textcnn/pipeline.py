@@ -190,7 +190,7 @@ def train_from_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] =
 
         return train_image_recipe(data, source=str(path), out_dir=out_dir, overwrite=overwrite)
     recipe = text_recipe(data, source=path)
-    return train_recipe(recipe, out_dir or default_run_folder(recipe.name or Path(path).stem),
+    return train_recipe(recipe, out_dir or default_run_folder(recipe.name or Path(path).stem, source=path),
                         overwrite=overwrite)
 
 

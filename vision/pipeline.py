@@ -180,7 +180,7 @@ def train_image_recipe(data: dict[str, Any], *, source: str, out_dir: str | Path
     evaluated once, at the end.
     """
     recipe = image_recipe(data, source=source)
-    out = Path(out_dir) if out_dir is not None else default_run_folder(str(recipe.name))
+    out = Path(out_dir) if out_dir is not None else default_run_folder(str(recipe.name), source=source)
     identity = run_identity(to_dict(recipe), files=image_data_files(recipe.data))
     with open_run_folder(out, identity, overwrite=overwrite) as run:
         cfg = recipe.train

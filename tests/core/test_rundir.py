@@ -129,3 +129,16 @@ def test_expand_labels_are_run_names():
         expand_runs({"expand": {"data.train": ["../x.csv"]}}, name="r")
     with pytest.raises(TextCNNError, match=r"^expand.variant: expected a run name .* got '/tmp/x'$"):
         expand_runs({"expand": {"variant": {"/tmp/x": {"model.variant": "rand"}}}}, name="r")
+
+
+def test_an_unreadable_run_json_is_refused_and_overwrite_replaces_the_run(tmp_path):
+    (tmp_path / "run.json").write_text("{torn")
+    (tmp_path / "results.json").write_text("{}")
+    with pytest.raises(TextCNNError, match=r"run.json: expected the JSON record of a run, got an "
+                                           r"unreadable file .*; pass --overwrite"):
+        with open_run_folder(tmp_path, run_identity(RECIPE)):
+            pass
+    with open_run_folder(tmp_path, run_identity(RECIPE), overwrite=True) as run:
+        run.begin()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "run.json"]
+    assert read_run_record(tmp_path)["fingerprint"] == run_identity(RECIPE).fingerprint

@@ -277,7 +277,7 @@ def test_run_names_cannot_lead_writes_outside_out(tmp_path):
     assert "x.yaml: name: expected a run name without '/', '\\' or '..'" in line and "'../escape'" in line
     label = sample_recipe(work, name="y", extra="  data.train: [../../up.csv]\n")
     line = one_line_error(batch(label, "--out", work / "b"))
-    assert "expand.data.train: expected a run name" in line and "'../../up.csv'" in line
+    assert "y.yaml: expand.data.train: expected a run name" in line and "'../../up.csv'" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]
     assert not (work / "b").exists()
 

@@ -168,7 +168,7 @@ def test_kill_9_then_the_same_command_resumes_exactly_and_a_second_writer_is_ref
         _wait_for_epochs(proc, out, 1)
         line = error_line(train(out, *SLOW))  # a second process while the first trains
         assert f"another process (pid {proc.pid}) is writing into this folder" in line
-        _wait_for_epochs(proc, out, 2)
+        _wait_for_epochs(proc, out, 3)  # epoch 3's line is written after epoch 2's checkpoint
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
     finally:
@@ -187,7 +187,7 @@ def test_ctrl_c_is_one_line_exit_130_and_the_rerun_resumes(tmp_path, reference):
     out = tmp_path / "run"
     proc = _start(out)
     try:
-        _wait_for_epochs(proc, out, 2)
+        _wait_for_epochs(proc, out, 3)
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
     finally:
@@ -214,3 +214,13 @@ def test_a_time_cap_that_cuts_a_run_short_is_recorded_and_noted(tmp_path):
     assert (results["stopped_by"], results["epochs_run"]) == ("time", 1)
     changed = CliRunner().invoke(main, [*args[:-1], "train.max_seconds=null"])
     assert "train.max_seconds: 1e-06 -> null" in error_line(changed)
+
+
+def test_a_recipe_name_cannot_lead_the_default_run_folder_outside_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    recipe = tmp_path / "escape.yaml"
+    recipe.write_text(QUICKSTART.read_text().replace("name: quickstart", "name: ../../escape"))
+    result = CliRunner().invoke(main, ["train", str(recipe), *FAST])
+    assert error_line(result) == (f"Error: {recipe}: name: expected a run name without '/', '\\' or "
+                                  "'..' (it names a folder inside the output folder), got '../../escape'")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["escape.yaml"]

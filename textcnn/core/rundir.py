@@ -195,7 +195,7 @@ def read_run_record(folder: str | os.PathLike) -> dict[str, Any] | None:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise TextCNNError(f"{path}: expected the JSON record of a run, got an unreadable file "
-                           f"({err}); remove the folder or choose another") from None
+                           f"({err})") from None
     if not isinstance(record, dict) or "fingerprint" not in record:
         raise TextCNNError(f"{path}: expected a run record with a fingerprint, got {type(record).__name__}")
     return record
@@ -213,7 +213,10 @@ def _entries(folder: Path) -> list[Path]:
 def _assess(folder: Path, identity: RunIdentity) -> tuple[str | None, bool, bool]:
     """(why starting `identity` in `folder` is refused or None, whether it resumes, whether
     `overwrite` may replace what is there)."""
-    record = read_run_record(folder)
+    try:
+        record = read_run_record(folder)
+    except TextCNNError as err:
+        return f"{err}; pass --overwrite (overwrite=True) to replace the run", False, True
     if record is not None:
         if record["fingerprint"] == identity.fingerprint:
             return None, True, False
@@ -324,9 +327,9 @@ def inside(root: str | os.PathLike, *parts: str) -> Path:
     return path
 
 
-def default_run_folder(name: str) -> Path:
-    """`runs/<name>`: where a recipe trains without an output folder given."""
-    return inside("runs", check_run_name(name, "name"))
+def default_run_folder(name: str, *, source: str | os.PathLike = "recipe") -> Path:
+    """`runs/<name>`: where a recipe (read from `source`) trains without an output folder given."""
+    return inside("runs", check_run_name(name, f"{source}: name"))
 
 
 __all__ = ["COSMETIC_KEYS", "LOCK_FILE", "RUN_FILE", "RunFolder", "RunIdentity", "check_run_name",

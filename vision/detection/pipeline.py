@@ -211,7 +211,7 @@ def train_detection_recipe(data: dict[str, Any], *, source: str, out_dir: str | 
     (R-CNN's SVMs) fit it afterwards in `post_fit`.
     """
     recipe = detection_recipe(data, source=source)
-    out = Path(out_dir) if out_dir is not None else default_run_folder(str(recipe.name))
+    out = Path(out_dir) if out_dir is not None else default_run_folder(str(recipe.name), source=source)
     identity = run_identity(to_dict(recipe), files=detection_data_files(recipe.data))
     with open_run_folder(out, identity, overwrite=overwrite) as run:
         splits = load_detection_splits(recipe.data)
