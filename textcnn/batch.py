@@ -2,9 +2,12 @@
 
 A batch directory holds `results.jsonl` (one JSON object per finished run, appended and flushed
 by the parent process only, so no worker can corrupt it), `runs/<run name>/` (each run's model,
-logs and engine checkpoint) and `table.md` / `table.csv`. Rerunning a batch with the same `--out`
-skips the runs already in `results.jsonl`; a run that was interrupted resumes from its engine
-checkpoint.
+logs and engine checkpoint) and `table.md` / `table.csv`. Every row carries its run's fingerprint
+(`textcnn.core.rundir`: the resolved recipe and the content of its data). Rerunning a batch with
+the same `--out` skips the runs whose row has the same fingerprint; a run that was interrupted
+resumes from its engine checkpoint. A run whose recipe or data changed since its row (or its
+folder) was written is refused before any run starts, or rerun with `overwrite` (its row is
+replaced). One batch at a time writes into a directory (a lock file).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import os
 import re
 import signal
 import statistics
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +32,15 @@ from tqdm.auto import tqdm
 from textcnn.benchmarks import BENCHMARKS, get_benchmark
 from textcnn.core.config import expand_runs
 from textcnn.core.memory import keep_freed_memory
+from textcnn.core.rundir import (
+    RUN_FILE,
+    check_run_name,
+    first_difference,
+    folder_conflict,
+    folder_lock,
+    inside,
+    read_run_record,
+)
 from textcnn.errors import TextCNNError
 from textcnn.io import append_jsonl, atomic_write_text
 from textcnn.recipe import load_recipe_dict, text_recipe
@@ -80,8 +93,12 @@ def plan_runs(paths: Sequence[str | Path], *, overrides: Sequence[str] = (), fol
     runs: list[RunSpec] = []
     for path in recipe_files(paths):
         data = load_recipe_dict(path, list(overrides))
-        base = str(data.get("name") or path.stem)
-        for name, recipe in expand_runs(data, name=base):
+        base = check_run_name(str(data.get("name") or path.stem), f"{path}: name")
+        try:
+            expanded = expand_runs(data, name=base)
+        except TextCNNError as exc:
+            raise TextCNNError(f"{path}: {exc}") from None
+        for name, recipe in expanded:
             checked = text_recipe(recipe, source=f"{path} ({name})")  # fail before any run starts
             n_folds = 1
             if checked.data.dataset and get_benchmark(checked.data.dataset).cv:
@@ -107,21 +124,38 @@ def plan_runs(paths: Sequence[str | Path], *, overrides: Sequence[str] = (), fol
         if run.name in seen:
             raise TextCNNError(f"batch: two runs are both named '{run.name}'; give the recipes distinct names")
         seen.add(run.name)
+    for run in runs:  # only `seed=N` runs live inside another run's folder (they cannot clash)
+        parts = run.name.split("/")
+        parents = ["/".join(parts[:i]) for i in range(1, len(parts))]
+        clash = next((p for p in parents if p in seen), None)
+        if clash is not None and not re.fullmatch(r"seed=-?\d+", run.name[len(clash) + 1:]):
+            raise TextCNNError(f"batch: run '{run.name}' would be stored inside the folder of run "
+                               f"'{clash}'; give the recipes distinct names")
+    for glob in only:
+        if runs and not any(fnmatch.fnmatch(r.name, glob) for r in runs):
+            raise TextCNNError(f"--only {glob!r}: expected a pattern matching some of the {len(runs)} "
+                               f"runs of these recipes (named like '{runs[0].name}'), got none")
     if only:  # a run is kept when its name matches any of the globs
         runs = [r for r in runs if any(fnmatch.fnmatch(r.name, glob) for glob in only)]
     return runs
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:
-    """The finished runs of a batch; a torn last line (a crash mid-write) is ignored."""
+    """The finished runs of a batch; a line that is not JSON (torn by a crash mid-write) is
+    skipped with a warning (the next append cuts it off, see `textcnn.io.append_jsonl`)."""
     if not path.is_file():
         return []
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
+            row = None
+        if not isinstance(row, dict) or "run" not in row:
+            warnings.warn(f"{path}:{number}: skipped a line that is no results row (a write torn "
+                          "by a crash?)", stacklevel=2)
             continue
+        rows.append(row)
     return rows
 
 
@@ -134,15 +168,23 @@ def _row(run: RunSpec, recipe, metrics: dict[str, Any], threads: int | None) -> 
             recipe.model.variant != "rand" else None,
             "fold": recipe.data.fold if recipe.data.dataset and get_benchmark(recipe.data.dataset).cv else None,
             "seed": recipe.train.seed, "phrases": recipe.data.phrases,
+            "fingerprint": m.get("fingerprint"),
             "accuracy": m.get("test_accuracy"), "macro_f1": m.get("test_macro_f1"),
             "dev_accuracy": m.get("dev_accuracy"), "epochs_run": m.get("epochs_run"),
+            "stopped_by": m.get("stopped_by"),
             "best_epoch": m.get("best_epoch"), "train_seconds": m.get("train_seconds"),
             "wall_seconds": m.get("wall_seconds"), "fold_batched": m.get("fold_batched"),
             "precision": m.get("precision"), "cuda_graphs": m.get("cuda_graphs"),
             "machine": machine_description(recipe.train.device, threads), "source": run.source}
 
 
-def _run_task(runs: list[RunSpec], out_dir: str, threads: int | None) -> list[dict[str, Any]]:
+def run_folder(out_dir: str | Path, name: str) -> Path:
+    """The folder of run `name` in a batch directory: `runs/<name>`, checked to stay inside."""
+    return inside(Path(out_dir) / "runs", *name.split("/"))
+
+
+def _run_task(runs: list[RunSpec], out_dir: str, threads: int | None,
+              overwrite: bool = False) -> list[dict[str, Any]]:
     """Train and test one run, or a group of folds as one batched model (in a worker process);
     returns their results.jsonl rows."""
     from textcnn.pipeline import train_fold_recipes, train_recipe
@@ -154,9 +196,9 @@ def _run_task(runs: list[RunSpec], out_dir: str, threads: int | None) -> list[di
         torch.set_num_threads(threads)
         for recipe in recipes:
             recipe.train.threads = threads
-    dirs = [Path(out_dir) / "runs" / run.name for run in runs]
-    outcomes = (train_fold_recipes(recipes, dirs) if len(runs) > 1
-                else [train_recipe(recipes[0], dirs[0])])
+    dirs = [run_folder(out_dir, run.name) for run in runs]
+    outcomes = (train_fold_recipes(recipes, dirs, overwrite=overwrite) if len(runs) > 1
+                else [train_recipe(recipes[0], dirs[0], overwrite=overwrite)])
     return [_row(run, recipe, outcome.metrics, threads)
             for run, recipe, outcome in zip(runs, recipes, outcomes)]
 
@@ -200,12 +242,13 @@ def machine_description(device: str, threads: int | None) -> str:
     return f"cpu: {cpu}, {os.cpu_count()} cores, {threads or torch.get_num_threads()} torch thread(s)"
 
 
-def _run_guarded(task: tuple[list[RunSpec], str, int | None]) -> list[tuple[RunSpec, dict | None, str | None]]:
+def _run_guarded(task: tuple[list[RunSpec], str, int | None, bool]
+                 ) -> list[tuple[RunSpec, dict | None, str | None]]:
     """`_run_task` in a worker: a failure comes back as a message, so the other runs go on."""
-    runs, out_dir, threads = task
+    runs, out_dir, threads, overwrite = task
     keep_freed_memory()  # a worker process of our own (see textcnn.core.memory)
     try:
-        return [(run, row, None) for run, row in zip(runs, _run_task(runs, out_dir, threads))]
+        return [(run, row, None) for run, row in zip(runs, _run_task(runs, out_dir, threads, overwrite))]
     except Exception as exc:  # noqa: BLE001 - reported per run; the batch goes on
         error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, TextCNNError) else str(exc)
         return [(run, None, error) for run in runs]
@@ -229,22 +272,92 @@ def model_label(recipe) -> str:
     return label
 
 
+def _changed_runs(runs: Sequence[RunSpec], out: Path, rows: Sequence[dict[str, Any]]
+                  ) -> tuple[set[str], set[str], dict[str, str]]:
+    """Which planned runs are done (a row with their fingerprint), which have a row without any
+    fingerprint (written by an older version), and which changed since their row or folder was
+    written (name -> the first difference, in a few words)."""
+    from textcnn.pipeline import text_run_identity
+
+    by_name = {row["run"]: row for row in rows}
+    digests: dict[str, str | None] = {}  # each data file is hashed once for the whole plan
+    done: set[str] = set()
+    legacy: set[str] = set()
+    changed: dict[str, str] = {}
+    for run in runs:
+        identity = text_run_identity(text_recipe(run.recipe, source=run.source), digests=digests)
+        row = by_name.get(run.name)
+        if row is not None and row.get("fingerprint") == identity.fingerprint:
+            done.add(run.name)
+            continue
+        if row is not None and "fingerprint" not in row:
+            legacy.add(run.name)
+            continue
+        folder = run_folder(out, run.name)
+        try:
+            record = read_run_record(folder)
+        except TextCNNError as err:
+            changed[run.name] = str(err)
+            continue
+        if record is not None and record["fingerprint"] != identity.fingerprint:
+            changed[run.name] = first_difference(record, identity)
+        elif record is None and folder_conflict(folder, identity) is not None:
+            changed[run.name] = f"{folder} holds files but no {RUN_FILE}"
+        elif row is not None:
+            changed[run.name] = (f"its results row has fingerprint {str(row.get('fingerprint'))[:12]}, "
+                                 f"the run now {identity.fingerprint[:12]}")
+    return done, legacy, changed
+
+
+def _accuracy_text(row: dict[str, Any]) -> str:
+    if row.get("accuracy") is not None:
+        return f"accuracy {row['accuracy']:.4f}"
+    dev = row.get("dev_accuracy")
+    return "no test split" + (f" (dev accuracy {dev:.4f})" if dev is not None else "")
+
+
 def run_batch(paths: Sequence[str | Path], out_dir: str | Path, *, jobs: int = 1,
               folds: int | None = None, only: Sequence[str] = (), overrides: Sequence[str] = (),
-              seeds: Sequence[int] = (), fold_batched: bool = False, progress: bool = True,
-              echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
+              seeds: Sequence[int] = (), fold_batched: bool = False, overwrite: bool = False,
+              progress: bool = True, echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Run every pending run of the recipes into `out_dir`; write the tables; return all rows.
 
+    A run is done when results.jsonl has a row with its fingerprint. A run that changed (its
+    row or folder was made from another recipe or data) raises `TextCNNError` before any run
+    starts, naming the first difference; with `overwrite` it is rerun and its row replaced.
+    Rows from before fingerprints (none in the row) count as done by name, with a note; with
+    `overwrite` they are rerun too.
     With `fold_batched`, the Kim CNN folds of each cross-validation recipe train as one batched
     model (`textcnn.pipeline.train_fold_recipes`), one task per recipe; meant for a GPU."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     runs = plan_runs(paths, overrides=overrides, folds=folds, only=only, seeds=seeds)
+    with folder_lock(out):
+        return _run_pending(runs, out, jobs=jobs, fold_batched=fold_batched, overwrite=overwrite,
+                            progress=progress, echo=echo)
+
+
+def _run_pending(runs: list[RunSpec], out: Path, *, jobs: int, fold_batched: bool, overwrite: bool,
+                 progress: bool, echo: Callable[[str], None]) -> list[dict[str, Any]]:
     results_file = out / "results.jsonl"
-    done = {row["run"] for row in read_results(results_file)}
+    rows = read_results(results_file)
+    done, legacy, changed = _changed_runs(runs, out, rows)
+    if legacy and overwrite:
+        changed.update({name: "its results row has no fingerprint" for name in legacy})
+    elif legacy:
+        done |= legacy
+        echo(f"batch: {len(legacy)} row(s) in {results_file} carry no fingerprint (written by an older "
+             "version), so they count as done by run name alone; --overwrite reruns them")
+    if changed and not overwrite:
+        name, why = next(iter(changed.items()))
+        raise TextCNNError(f"batch: {len(changed)} run(s) in {out} differ from the recipes now, e.g. "
+                           f"'{name}': {why}; pass --overwrite to rerun them (their rows are "
+                           "replaced), or choose another --out")
+    if changed and any(row["run"] in changed for row in rows):
+        kept = "".join(json.dumps(row) + "\n" for row in rows if row["run"] not in changed)
+        atomic_write_text(results_file, kept)
     pending = [r for r in runs if r.name not in done]
-    echo(f"batch: {len(runs)} runs, {len(runs) - len(pending)} already done, {len(pending)} to run, "
-         f"{jobs} worker(s)")
+    echo(f"batch: {len(runs)} runs, {len(runs) - len(pending)} already done, {len(pending)} to run"
+         + (f" ({len(changed)} changed, rerun)" if changed else "") + f", {jobs} worker(s)")
     threads = max(1, (os.cpu_count() or 1) // max(1, jobs)) if jobs > 1 else None
     bar = tqdm(total=len(pending), desc="batch", unit="run", disable=not progress)
     failures: list[str] = []
@@ -255,7 +368,8 @@ def run_batch(paths: Sequence[str | Path], out_dir: str | Path, *, jobs: int = 1
             echo(f"  failed {run.name}: {error}")
         else:
             append_jsonl(results_file, row)
-            echo(f"  done {run.name}: accuracy {row['accuracy']:.4f} in {row['train_seconds']:.0f}s")
+            stopped = " (stopped by train.max_seconds)" if row.get("stopped_by") == "time" else ""
+            echo(f"  done {run.name}: {_accuracy_text(row)} in {row['train_seconds']:.0f}s{stopped}")
         bar.update(1)
 
     try:
@@ -264,7 +378,7 @@ def run_batch(paths: Sequence[str | Path], out_dir: str | Path, *, jobs: int = 1
             for task in tasks:
                 bar.set_postfix_str(task[0].name if len(task) == 1 else f"{task[0].name} +{len(task) - 1}")
                 try:
-                    rows = _run_task(task, str(out), None)
+                    rows = _run_task(task, str(out), None, overwrite)
                 except (TextCNNError, FloatingPointError) as exc:
                     for run in task:
                         finish(run, None, exc)
@@ -278,7 +392,8 @@ def run_batch(paths: Sequence[str | Path], out_dir: str | Path, *, jobs: int = 1
             previous = signal.signal(signal.SIGTERM, _raise_interrupt)
             try:
                 with ctx.Pool(processes=jobs, maxtasksperchild=1) as pool:
-                    for outcomes in pool.imap_unordered(_run_guarded, [(t, str(out), threads) for t in tasks]):
+                    for outcomes in pool.imap_unordered(_run_guarded,
+                                                        [(t, str(out), threads, overwrite) for t in tasks]):
                         for run, row, error in outcomes:
                             finish(run, row, error)
             finally:
@@ -318,11 +433,18 @@ def _row_order(model: str) -> tuple:
 
 
 def write_tables(rows: Sequence[dict[str, Any]], out_dir: Path) -> None:
-    """table.md and table.csv: rows are models, columns are datasets in the paper's order."""
+    """table.md and table.csv: rows are models, columns are datasets in the paper's order. Runs
+    without a test split have no accuracy: their cell says so, with how many there are."""
     stats = summarize(rows)
-    datasets = [d for d in BENCHMARKS if any(k[1] == d for k in stats)]
-    datasets += sorted({k[1] for k in stats} - set(datasets))
-    models = sorted({k[0] for k in stats}, key=_row_order)
+    untested: dict[tuple[str, str], int] = {}
+    for row in rows:
+        key = (row["model"], row["dataset"])
+        if row.get("accuracy") is None and key not in stats:
+            untested[key] = untested.get(key, 0) + 1
+    keys = [*stats, *untested]
+    datasets = [d for d in BENCHMARKS if any(k[1] == d for k in keys)]
+    datasets += sorted({k[1] for k in keys} - set(datasets))
+    models = sorted({k[0] for k in keys}, key=_row_order)
     titles = [BENCHMARKS[d].title if d in BENCHMARKS else d for d in datasets]
     md = ["| model | " + " | ".join(titles) + " |", "|---" * (len(datasets) + 1) + "|"]
     buf = io.StringIO()
@@ -332,6 +454,10 @@ def write_tables(rows: Sequence[dict[str, Any]], out_dir: Path) -> None:
         cells = []
         for d in datasets:
             s, paper = stats.get((model, d)), _paper_figure(model, d)
+            if (model, d) in untested:
+                cells.append(f"no test split (n={untested[model, d]})")
+                writer.writerow([model, d, "", "", untested[model, d], "" if paper is None else paper])
+                continue
             if s is None:
                 cells.append("–")
                 continue

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from textcnn.data import kfold_splits, load_data, read_kim_file, read_sst_trees
 from textcnn.errors import TextCNNError, did_you_mean
-from textcnn.recipe import DataSection, default_data_dir
+from textcnn.recipe import DataSection, TextRecipe, default_data_dir
 
 
 @dataclass(frozen=True)
@@ -68,16 +68,34 @@ def _existing(path: Path, hint: str) -> Path:
     return path
 
 
+def benchmark_files(section: DataSection) -> list[Path]:
+    """The files a named benchmark's splits are read from: Kim's files under the data
+    directory, or with `phrases` on SST the tree files under the SST directory."""
+    bench = get_benchmark(section.dataset or "")
+    root = default_data_dir(section.data_dir)
+    if bench.sst_classes is not None and section.phrases:
+        sst = Path(section.sst_dir or os.environ.get("TEXTCNN_SST_DIR") or root.parent / "sst")
+        return [sst / f for f in SST_TREE_FILES]
+    return [root / f for f in bench.files]
+
+
 def benchmark_splits(section: DataSection, *, seed: int) -> Splits:
     """Splits of a named benchmark under the paper's protocol (CV fold, or the given split).
 
     The folds are drawn with `section.split_seed`, or with `seed` when that is None.
     """
     bench = get_benchmark(section.dataset or "")
-    root = default_data_dir(section.data_dir)
-    hint = (f"run `textcnn data fetch kim2014 --dest {root}` or set data.data_dir / "
+    paths = benchmark_files(section)
+    if bench.sst_classes is not None and section.phrases:
+        sst_hint = (f"run `textcnn data fetch sst --dest {paths[0].parent}` or set data.sst_dir / "
+                    "TEXTCNN_SST_DIR")
+        train, dev, test = (_existing(p, sst_hint) for p in paths)
+        return Splits(_examples(read_sst_trees(train, classes=bench.sst_classes, phrases=True)),
+                      _examples(read_sst_trees(dev, classes=bench.sst_classes)),
+                      _examples(read_sst_trees(test, classes=bench.sst_classes)))
+    hint = (f"run `textcnn data fetch kim2014 --dest {paths[0].parent}` or set data.data_dir / "
             "TEXTCNN_DATA_DIR")
-    files = [_existing(root / f, hint) for f in bench.files]
+    files = [_existing(p, hint) for p in paths]
     if bench.cv:
         texts, labels = _examples(read_kim_file(files[0]))
         split_seed = seed if section.split_seed is None else section.split_seed
@@ -87,13 +105,6 @@ def benchmark_splits(section: DataSection, *, seed: int) -> Splits:
         train_idx, test_idx = folds[section.fold]
         pick = lambda idx: ([texts[i] for i in idx], [labels[i] for i in idx])  # noqa: E731
         return Splits(pick(train_idx), None, pick(test_idx))
-    if bench.sst_classes is not None and section.phrases:
-        sst = Path(section.sst_dir or os.environ.get("TEXTCNN_SST_DIR") or root.parent / "sst")
-        sst_hint = f"run `textcnn data fetch sst --dest {sst}` or set data.sst_dir / TEXTCNN_SST_DIR"
-        train, dev, test = (_existing(sst / f, sst_hint) for f in SST_TREE_FILES)
-        return Splits(_examples(read_sst_trees(train, classes=bench.sst_classes, phrases=True)),
-                      _examples(read_sst_trees(dev, classes=bench.sst_classes)),
-                      _examples(read_sst_trees(test, classes=bench.sst_classes)))
     loaded = [_examples(read_kim_file(f)) for f in files]
     if len(loaded) == 3:
         return Splits(*loaded)
@@ -115,3 +126,21 @@ def recipe_splits(section: DataSection, *, seed: int) -> Splits:
 
     return Splits(load(section.train, section.split), load(section.dev, "validation"),
                   load(section.test, "test"))
+
+
+def recipe_data_files(recipe: TextRecipe) -> dict[str, Path | None]:
+    """Every file or folder a text recipe's run reads, by role (for its run fingerprint): a
+    benchmark's files, or `data.train`/`dev`/`test` (a file, or a local dataset folder; a hub
+    dataset name is no local path and is identified by its name alone), and the vectors of the
+    pretrained variants."""
+    from textcnn.estimator import vectors_path
+
+    section = recipe.data
+    if section.dataset:
+        files: dict[str, Path | None] = {f"data.dataset/{p.name}": p for p in benchmark_files(section)}
+    else:
+        files = {f"data.{role}": Path(spec) for role in ("train", "dev", "test")
+                 if (spec := getattr(section, role))}
+    if recipe.model.arch == "kim-cnn":
+        files["embeddings.path"] = vectors_path(recipe.model.variant, recipe.embeddings.path)
+    return files

@@ -1,11 +1,13 @@
 """The `textcnn` command line: a thin layer over the library.
 
-Library errors (`TextCNNError`) become one-line messages with exit code 2, and no traceback.
+Library errors (`TextCNNError`) and failed reads or writes (`OSError`: a read-only or full disk,
+an output path under a file) become one-line messages with exit code 2, and no traceback.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import sys
@@ -25,14 +27,32 @@ class UserError(click.ClickException):
     exit_code = 2
 
 
+class Interrupted(click.ClickException):
+    """Ctrl-C (SIGINT) during training: one line, exit code 130 (128 + SIGINT)."""
+
+    exit_code = 130
+
+
+def os_error_line(exc: OSError) -> str:
+    """An operating-system error as one line that names the path."""
+    where = exc.filename if exc.filename is not None else "output"
+    reason = exc.strerror or str(exc)
+    line = f"{where}: cannot read or write it: {reason}"
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        line += " (free some space and rerun: finished epochs are kept and resume)"
+    return line
+
+
 def user_errors(func):
-    """Turn library errors into `UserError` at the CLI boundary."""
+    """Turn library errors and OS errors into `UserError` at the CLI boundary."""
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
         except TextCNNError as exc:
             raise UserError(str(exc)) from None
+        except OSError as exc:
+            raise UserError(os_error_line(exc)) from None
     return wrapper
 
 
@@ -59,24 +79,36 @@ def main() -> None:
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory [runs/<recipe name>].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Device [recipe's, auto].")
 @click.option("--seed", type=int, help="Seed for splits, initialisation and shuffling.")
+@click.option("--overwrite", is_flag=True, help="Replace a different run already in --out (without "
+              "it, the same run resumes and a different one is refused).")
 @user_errors
 def train(recipe: str, overrides: tuple[str, ...], out: str | None, device: str | None,
-          seed: int | None) -> None:
+          seed: int | None, overwrite: bool) -> None:
     """Train the model a RECIPE describes; write it, its metrics and the resolved recipe.
+
+    An --out that holds the same run (same resolved recipe and data) resumes it; one that holds
+    another run is refused, naming the first difference, unless --overwrite.
 
     \b
     Example:
       textcnn train recipes/quickstart.yaml --set train.epochs=5 --out runs/qs
     """
-    from textcnn.pipeline import train_from_recipe
+    from textcnn.pipeline import time_note, train_from_recipe
 
     sets = list(overrides)
     if device:
         sets.append(f"train.device={device}")
     if seed is not None:
         sets.append(f"train.seed={seed}")
-    result = train_from_recipe(recipe, sets, out_dir=out)
+    try:
+        result = train_from_recipe(recipe, sets, out_dir=out, overwrite=overwrite)
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted: the finished epochs are kept; rerun the same command to "
+                          "resume") from None
     click.echo(result.summary())
+    note = time_note(result.metrics)
+    if note:
+        click.echo(note, err=True)
 
 
 @main.command(context_settings=CONTEXT)
@@ -227,12 +259,15 @@ def _echo_detections(model: str, images: Iterable[str], *, out_dir: str | None, 
               "(the table averages over them).")
 @click.option("--fold-batched", is_flag=True, help="Train the Kim CNN folds of each cross-validation "
               "recipe as one batched model (fast on a GPU, slower on a CPU).")
+@click.option("--overwrite", is_flag=True, help="Rerun runs whose recipe or data changed since they "
+              "were written to --out, replacing their rows (without it they are refused).")
 @user_errors
 def batch(recipes: tuple[str, ...], out: str, jobs: int, folds: int | None, only: tuple[str, ...],
-          overrides: tuple[str, ...], seeds: str | None, fold_batched: bool) -> None:
+          overrides: tuple[str, ...], seeds: str | None, fold_batched: bool, overwrite: bool) -> None:
     """Run every run of RECIPES (files or directories) and tabulate the results.
 
-    Resumable: rerun with the same --out and finished runs are skipped.
+    Resumable: rerun with the same --out and finished runs (same recipe and data) are skipped;
+    runs that changed are refused, naming the first difference, unless --overwrite.
 
     \b
     Example:
@@ -247,8 +282,12 @@ def batch(recipes: tuple[str, ...], out: str, jobs: int, folds: int | None, only
         seed_list = [int(s) for s in seeds.split(",") if s.strip()] if seeds else []
     except ValueError:
         raise UserError(f"--seeds: expected comma-separated integers such as 0,1,2, got '{seeds}'") from None
-    run_batch(recipes, out, jobs=jobs, folds=folds, only=only, overrides=overrides, seeds=seed_list,
-              fold_batched=fold_batched, echo=click.echo)
+    try:
+        run_batch(recipes, out, jobs=jobs, folds=folds, only=only, overrides=overrides,
+                  seeds=seed_list, fold_batched=fold_batched, overwrite=overwrite, echo=click.echo)
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted: finished runs are kept; rerun the same command to resume "
+                          "the others") from None
     click.echo(Path(out, "table.md").read_text(encoding="utf-8"))
 
 

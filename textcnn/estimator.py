@@ -120,7 +120,9 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
             (textcnn/core/cuda_graphs.py); batches are then padded to a multiple of 8 words,
             which changes no result. Ignored on CPU.
         seed, device, threads, verbose: seeding, "auto"/"cpu"/"cuda", CPU threads, progress bars.
-        out_dir: where the engine logs metrics and checkpoints (resumable); None keeps it in memory.
+        out_dir: a folder for the engine's metrics and checkpoints (resumable): each fit trains in
+            its own subfolder, keyed by the parameters and the training data (see `fit`). Not
+            saved with the model. None keeps everything in memory.
     """
 
     def __init__(
@@ -214,7 +216,31 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: Iterable[str], y: Sequence[Any], *, X_dev: Iterable[str] | None = None,
             y_dev: Sequence[Any] | None = None) -> TextCNNClassifier:
-        """Train on texts `X` with labels `y`; select the best epoch on (X_dev, y_dev) or a holdout."""
+        """Train on texts `X` with labels `y`; select the best epoch on (X_dev, y_dev) or a holdout.
+
+        With `out_dir`, the engine checkpoints into `out_dir/<fingerprint>`, a subfolder named by
+        a fingerprint of the parameters and the training data: clones fitted on other data (the
+        folds of `cross_val_score`) never share one, and fitting the same data again resumes."""
+        self._settings()  # bad parameters fail before any data work or folder
+        texts, labels = _as_texts(X, "X"), list(y)
+        dev_texts = None if X_dev is None else _as_texts(X_dev, "X_dev")
+        dev_labels = None if y_dev is None else list(y_dev)
+        if self.out_dir is None:
+            return self._fit(texts, labels, dev_texts, dev_labels, run_dir=None)
+        from textcnn.core.rundir import open_run_folder, run_identity
+
+        identity = run_identity(
+            _jsonable(self.get_params()), exclude=("out_dir", "verbose", "threads"),
+            files={"vectors": vectors_path(self.variant, self.vectors)},
+            values={"X": texts, "y": labels, "X_dev": dev_texts, "y_dev": dev_labels})
+        with open_run_folder(Path(self.out_dir) / identity.fingerprint[:16], identity) as run:
+            run.begin()
+            return self._fit(texts, labels, dev_texts, dev_labels, run_dir=run.folder)
+
+    def _fit(self, X: list[str], y: list[Any], X_dev: list[str] | None, y_dev: list[Any] | None,
+             *, run_dir: Path | None) -> TextCNNClassifier:
+        """`fit`, with the engine's checkpoints and metrics in `run_dir` (None: in memory); the
+        caller has claimed that folder (`textcnn.core.rundir.open_run_folder`)."""
         prepared = self._prepare(X, y, X_dev, y_dev)
         vectors = prepared.vectors
         dim = vectors.shape[1] if vectors is not None else self.embedding_dim
@@ -230,7 +256,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         self.model_ = KimCNN(self.model_config_, vectors=vectors)
         self.projected_ = None
         self.fit_result_ = self._train(prepared.train_ids, prepared.train_targets, prepared.dev_texts,
-                                       prepared.dev_targets)
+                                       prepared.dev_targets, run_dir=run_dir)
         self.model_.cpu().eval()
         return self
 
@@ -322,7 +348,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         raise TextCNNError(f"class_weight: expected None, 'balanced' or a dict, got {self.class_weight!r}")
 
     def _train(self, ids: list[list[int]], train_targets: torch.Tensor, dev_texts: list[str],
-               dev_targets: torch.Tensor | None) -> FitResult:
+               dev_targets: torch.Tensor | None, *, run_dir: Path | None = None) -> FitResult:
         lengths = [len(s) for s in ids]
         dev_ids = self.tokenizer_.encode_batch(dev_texts) if dev_texts else None
         device = resolve_device(self.device)
@@ -365,7 +391,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
             config = replace(config, optimizer="lazy_adadelta")
         trainer = Trainer(self.model_, config=config, loss_fn=loss_fn, batches=batches,
                           evaluate=evaluate if dev_ids is not None else None,
-                          after_step=KimCNN.apply_max_norm, out_dir=self.out_dir,
+                          after_step=KimCNN.apply_max_norm, out_dir=run_dir,
                           steps_per_epoch=-(-len(ids) // self.batch_size))
         result = trainer.fit()
         # how many batch shapes trained through CUDA graphs (0: none, e.g. on CPU or after a failed capture)
@@ -452,7 +478,8 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         history = getattr(self, "fit_result_", None)
         all_metrics = {"best_epoch": history.best_epoch, "dev": history.best_metrics,
-                       "epochs_run": history.epochs_run, "train_seconds": round(history.seconds, 2),
+                       "epochs_run": history.epochs_run, "stopped_by": history.stopped_by,
+                       "train_seconds": round(history.seconds, 2),
                        "history": history.history} if history is not None else {}
         all_metrics.update(metrics or {})
         files = {TOKENIZER: lambda tmp: self.tokenizer_.save(tmp),
@@ -460,8 +487,9 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
                  "metrics.json": json.dumps(all_metrics, indent=2) + "\n"}
         if recipe is not None:
             files["recipe.yaml"] = recipe
+        # without out_dir: a loaded model must not write into, or resume, this training's folder
         config = {"kind": KIND, "model": asdict(self.model_config_),
-                  "params": _jsonable(self.get_params())}
+                  "params": _jsonable({k: v for k, v in self.get_params().items() if k != "out_dir"})}
         return write_model_dir(path, config=config, state=self.model_.state_dict(), files=files)
 
     @classmethod
@@ -471,6 +499,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         `allow_pickle` is always False: a model directory never makes a refit unpickle vectors."""
         model_dir = open_model_dir(path, kind=KIND, keys=("model", "params"))
         params = dict(model_dir.get("params", dict))
+        params.pop("out_dir", None)  # saved by older versions; never resume another run's folder
         if isinstance(params.get("widths"), list):
             params["widths"] = tuple(params["widths"])
         params["allow_pickle"] = False
@@ -516,6 +545,14 @@ def _as_texts(X: Iterable[str], name: str) -> list[str]:
 
 def _flatten(label_lists: Sequence[Iterable[Any]]) -> list[Any]:
     return [label for items in label_lists for label in items]
+
+
+def vectors_path(variant: str, source: str | None) -> Path | None:
+    """The file or folder a model with `variant` and `vectors=source` reads its vectors from
+    (None for rand and in-domain word2vec)."""
+    if variant == "rand" or source in (None, "word2vec"):
+        return None
+    return minilm_checkpoint_dir() if source == "minilm" else Path(source)
 
 
 def _checkpoint_dir(source: str | None) -> Path | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,10 +42,35 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 
 def append_jsonl(path: str | os.PathLike, obj: Any) -> None:
-    """Append one JSON line and flush it to disk, so a crash loses at most the line in flight."""
+    """Append one JSON line and flush it to disk, so a crash loses at most the line in flight.
+
+    A file that does not end in a newline holds a line torn by such a crash: that tail is cut
+    off first (with a warning), so the new line is never glued to it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(obj) + "\n")
+    line = (json.dumps(obj) + "\n").encode("utf-8")
+    with open(path, "a+b") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size:
+            f.seek(size - 1)
+            if f.read(1) != b"\n":
+                keep = _last_line_end(f, size)
+                warnings.warn(f"{path}: dropped a torn last line ({size - keep} bytes without a "
+                              "newline, left by an interrupted write)", stacklevel=2)
+                f.truncate(keep)
+        f.write(line)  # "a" mode: always at the end
         f.flush()
         os.fsync(f.fileno())
+
+
+def _last_line_end(f, size: int) -> int:
+    """The offset just past the last newline of an open binary file (0 when it has none)."""
+    pos, block = size, 1 << 16
+    while pos > 0:
+        start = max(0, pos - block)
+        f.seek(start)
+        found = f.read(pos - start).rfind(b"\n")
+        if found >= 0:
+            return start + found + 1
+        pos = start
+    return 0

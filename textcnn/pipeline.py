@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import time
 import warnings
 from collections.abc import Iterable, Iterator
@@ -12,9 +13,10 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from textcnn.benchmarks import Splits, recipe_splits
+from textcnn.benchmarks import Splits, recipe_data_files, recipe_splits
 from textcnn.core.config import dump_yaml, to_dict
 from textcnn.core.decisions import check_decision, labels_or_abstain
+from textcnn.core.rundir import RunIdentity, default_run_folder, open_run_folder, run_identity
 from textcnn.data import LabelMap, load_data
 from textcnn.errors import TextCNNError, check_classes
 from textcnn.estimator import TextCNNClassifier
@@ -27,14 +29,15 @@ from textcnn.recipe import TextRecipe, load_recipe_dict, text_recipe
 class TrainOutcome:
     """Where a training run wrote its model, and its figures."""
 
-    out_dir: Path  # run directory: recipe.yaml, metrics.jsonl, checkpoint/, model/
+    out_dir: Path  # run directory: run.json, recipe.yaml, train/ (metrics, checkpoint), model/
     model_dir: Path  # the self-contained model
     metrics: dict[str, Any] = field(default_factory=dict)  # dev and test figures, timings
 
     def summary(self) -> str:
         """One readable line for the CLI."""
         parts = [f"model: {self.model_dir}"]
-        for key in ("dev_accuracy", "test_accuracy", "test_macro_f1", "epochs_run", "train_seconds"):
+        for key in ("dev_accuracy", "test_accuracy", "test_macro_f1", "epochs_run", "stopped_by",
+                    "train_seconds"):
             if key in self.metrics:
                 value = self.metrics[key]
                 parts.append(f"{key} {value:.4f}" if isinstance(value, float) and key != "train_seconds"
@@ -42,30 +45,56 @@ class TrainOutcome:
         return "  ".join(parts)
 
 
-def _start_run(recipe: TextRecipe, out_dir: Path) -> tuple[str, Splits]:
-    """A run's output folder with its resolved recipe.yaml; returns that YAML text and the splits."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    resolved = dump_yaml(to_dict(recipe))
-    atomic_write_text(out_dir / "recipe.yaml", resolved)
-    return resolved, recipe_splits(recipe.data, seed=recipe.train.seed)
+def time_note(metrics: dict[str, Any]) -> str | None:
+    """A console note when the time budget (`train.max_seconds`) cut a run short, else None."""
+    if metrics.get("stopped_by") != "time":
+        return None
+    return (f"note: train.max_seconds stopped the run after {metrics.get('epochs_run')} epoch(s), "
+            "before its planned epochs (its results record stopped_by: time)")
 
 
-def train_recipe(recipe: TextRecipe, out_dir: str | Path) -> TrainOutcome:
-    """Train the model `recipe` describes into `out_dir`; evaluate on its test split if any."""
+def text_run_identity(recipe: TextRecipe, *, digests: dict[str, str | None] | None = None) -> RunIdentity:
+    """A text run's identity: its resolved recipe and the content of the data it reads."""
+    return run_identity(to_dict(recipe), files=recipe_data_files(recipe), digests=digests)
+
+
+@contextlib.contextmanager
+def _start_run(recipe: TextRecipe, out_dir: Path, *, overwrite: bool = False
+               ) -> Iterator[tuple[str, Splits, RunIdentity]]:
+    """Claim a run's output folder (locked for the block; resume, fresh start or refusal, see
+    `textcnn.core.rundir`), read its splits, then record run.json and the resolved recipe.yaml;
+    yields that YAML text, the splits and the run's identity."""
+    identity = text_run_identity(recipe)
+    with open_run_folder(out_dir, identity, overwrite=overwrite) as run:
+        splits = recipe_splits(recipe.data, seed=recipe.train.seed)
+        run.begin()
+        resolved = dump_yaml(to_dict(recipe))
+        atomic_write_text(out_dir / "recipe.yaml", resolved)
+        yield resolved, splits, identity
+
+
+def train_recipe(recipe: TextRecipe, out_dir: str | Path, *, overwrite: bool = False) -> TrainOutcome:
+    """Train the model `recipe` describes into `out_dir`; evaluate on its test split if any.
+
+    A folder holding the same run (same fingerprint) resumes it; one holding another run is
+    refused, or replaced with `overwrite` (see `textcnn.core.rundir.open_run_folder`)."""
     out_dir = Path(out_dir)
-    resolved, splits = _start_run(recipe, out_dir)
-    if not recipe.model.multi_label:  # named by its data here; the estimator would say `y`
-        check_classes(LabelMap.fit(splits.train[1]).classes, source=recipe.data.train or recipe.data.dataset)
-    if recipe.model.arch != "kim-cnn":
-        return _train_baseline(recipe, splits, out_dir)
-    clf = TextCNNClassifier(**recipe.estimator_params(), out_dir=str(out_dir / "train"))
-    start = time.perf_counter()
-    dev_texts, dev_labels = splits.dev if splits.dev is not None else (None, None)
-    clf.fit(*splits.train, X_dev=dev_texts, y_dev=dev_labels)
-    return _report_and_save(recipe, clf, splits, out_dir, resolved, time.perf_counter() - start)
+    with _start_run(recipe, out_dir, overwrite=overwrite) as (resolved, splits, identity):
+        if not recipe.model.multi_label:  # named by its data here; the estimator would say `y`
+            check_classes(LabelMap.fit(splits.train[1]).classes,
+                          source=recipe.data.train or recipe.data.dataset)
+        if recipe.model.arch != "kim-cnn":
+            return _train_baseline(recipe, splits, out_dir, identity)
+        clf = TextCNNClassifier(**recipe.estimator_params())
+        start = time.perf_counter()
+        dev_texts, dev_labels = splits.dev if splits.dev is not None else (None, None)
+        clf._fit(*splits.train, dev_texts, dev_labels, run_dir=out_dir / "train")
+        return _report_and_save(recipe, clf, splits, out_dir, resolved, identity,
+                                time.perf_counter() - start)
 
 
-def train_fold_recipes(recipes: list[TextRecipe], out_dirs: list[Path]) -> list[TrainOutcome]:
+def train_fold_recipes(recipes: list[TextRecipe], out_dirs: list[Path], *,
+                       overwrite: bool = False) -> list[TrainOutcome]:
     """Train the folds of one cross-validation recipe as one batched model (on a GPU: one
     forward and backward pass serves every fold; see `textcnn.fold_batched`).
 
@@ -82,23 +111,30 @@ def train_fold_recipes(recipes: list[TextRecipe], out_dirs: list[Path]) -> list[
         if recipe.model.arch != "kim-cnn" or recipe.estimator_params() != params:
             raise TextCNNError(f"train_fold_recipes: expected Kim CNN recipes that differ only in "
                                f"data.fold, got {recipe.name!r} fold {recipe.data.fold}")
-    resolved, splits = zip(*(_start_run(recipe, out_dir) for recipe, out_dir in zip(recipes, out_dirs)))
-    start = time.perf_counter()
-    clfs = fit_fold_classifiers(params, [(*s.train, *(s.dev if s.dev is not None else (None, None)))
-                                         for s in splits])
-    wall = (time.perf_counter() - start) / len(recipes)
-    return [_report_and_save(recipe, clf, split, out_dir, text, wall, fold_batched=len(recipes))
-            for recipe, clf, split, out_dir, text in zip(recipes, clfs, splits, out_dirs, resolved)]
+    with contextlib.ExitStack() as stack:  # every fold's folder stays locked until all are saved
+        resolved, splits, identities = zip(*(
+            stack.enter_context(_start_run(recipe, out_dir, overwrite=overwrite))
+            for recipe, out_dir in zip(recipes, out_dirs)))
+        start = time.perf_counter()
+        clfs = fit_fold_classifiers(params, [(*s.train, *(s.dev if s.dev is not None else (None, None)))
+                                             for s in splits])
+        wall = (time.perf_counter() - start) / len(recipes)
+        return [_report_and_save(recipe, clf, split, out_dir, text, identity, wall,
+                                 fold_batched=len(recipes))
+                for recipe, clf, split, out_dir, text, identity
+                in zip(recipes, clfs, splits, out_dirs, resolved, identities)]
 
 
 def _report_and_save(recipe: TextRecipe, clf: TextCNNClassifier, splits, out_dir: Path, resolved: str,
-                     wall_seconds: float, *, fold_batched: int | None = None) -> TrainOutcome:
+                     identity: RunIdentity, wall_seconds: float, *,
+                     fold_batched: int | None = None) -> TrainOutcome:
     """A fitted run's figures (dev, test, timings), its saved model and results.json."""
     fit = clf.fit_result_
     metrics: dict[str, Any] = {
         "dataset": recipe.data.dataset or recipe.data.train, "variant": recipe.model.variant,
         "seed": recipe.train.seed, "train_examples": len(splits.train[0]),
-        "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run,
+        "fingerprint": identity.fingerprint,
+        "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run, "stopped_by": fit.stopped_by,
         **{f"dev_{k}": v for k, v in fit.best_metrics.items()},
         # the engine's loop time, summed over every resumed part of the run
         "train_seconds": round(fit.seconds, 2),
@@ -120,8 +156,9 @@ def _report_and_save(recipe: TextRecipe, clf: TextCNNClassifier, splits, out_dir
     return TrainOutcome(out_dir=out_dir, model_dir=model_dir, metrics=metrics)
 
 
-def _train_baseline(recipe: TextRecipe, splits, out_dir: Path) -> TrainOutcome:
-    """A scikit-learn baseline on the same splits; it has fixed settings, so dev data is unused."""
+def _train_baseline(recipe: TextRecipe, splits, out_dir: Path, identity: RunIdentity) -> TrainOutcome:
+    """A scikit-learn baseline on the same splits; it has fixed settings, so dev data is unused.
+    It has no epochs, so `epochs_run`, `best_epoch` and `stopped_by` are None."""
     from textcnn.baselines import make_baseline
 
     clf = make_baseline(recipe.model.arch, seed=recipe.train.seed)
@@ -129,8 +166,9 @@ def _train_baseline(recipe: TextRecipe, splits, out_dir: Path) -> TrainOutcome:
     clf.fit(*splits.train)
     metrics: dict[str, Any] = {"dataset": recipe.data.dataset or recipe.data.train,
                                "arch": recipe.model.arch, "seed": recipe.train.seed,
-                               "train_examples": len(splits.train[0]), "epochs_run": None,
-                               "best_epoch": None,
+                               "train_examples": len(splits.train[0]),
+                               "fingerprint": identity.fingerprint, "epochs_run": None,
+                               "best_epoch": None, "stopped_by": None,
                                "train_seconds": round(time.perf_counter() - start, 2)}
     if splits.test is not None:
         labels = LabelMap.fit(splits.train[1])  # an unseen test label is a clear error, as for the CNN
@@ -142,21 +180,23 @@ def _train_baseline(recipe: TextRecipe, splits, out_dir: Path) -> TrainOutcome:
 
 
 def train_from_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
-                      *, out_dir: str | Path | None = None) -> TrainOutcome:
+                      *, out_dir: str | Path | None = None, overwrite: bool = False) -> TrainOutcome:
     """Read a recipe file, apply `--set` overrides and train it: `task: image` recipes go to
     `vision.pipeline.train_image_recipe`, `task: detection` recipes to
-    `vision.detection.pipeline.train_detection_recipe`, text recipes to `train_recipe`."""
+    `vision.detection.pipeline.train_detection_recipe`, text recipes to `train_recipe`.
+    Without `out_dir`, the run goes to `runs/<recipe name>`."""
     data = load_recipe_dict(path, overrides)
     if data.get("task") == "detection":
         from vision.detection.pipeline import train_detection_recipe
 
-        return train_detection_recipe(data, source=str(path), out_dir=out_dir)
+        return train_detection_recipe(data, source=str(path), out_dir=out_dir, overwrite=overwrite)
     if data.get("task") == "image":
         from vision.pipeline import train_image_recipe
 
-        return train_image_recipe(data, source=str(path), out_dir=out_dir)
+        return train_image_recipe(data, source=str(path), out_dir=out_dir, overwrite=overwrite)
     recipe = text_recipe(data, source=path)
-    return train_recipe(recipe, out_dir or Path("runs") / (recipe.name or Path(path).stem))
+    return train_recipe(recipe, out_dir or default_run_folder(recipe.name or Path(path).stem, source=path),
+                        overwrite=overwrite)
 
 
 def model_kind(path: str | Path) -> str:

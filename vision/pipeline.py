@@ -29,6 +29,7 @@ from textcnn.core.engine import (
     seed_everything,
 )
 from textcnn.core.modeldir import ModelDir, open_model_dir, write_model_dir
+from textcnn.core.rundir import RunIdentity, default_run_folder, open_run_folder, run_identity
 from textcnn.data import holdout_split
 from textcnn.errors import TextCNNError, check_classes, did_you_mean
 from textcnn.io import atomic_write_json, atomic_write_text
@@ -190,25 +191,47 @@ def class_probabilities(model: nn.Module, images: Tensor, *,
 # -- training -------------------------------------------------------------------------------------
 
 
-def train_image_recipe(data: dict[str, Any], *, source: str,
-                       out_dir: str | Path | None) -> TrainOutcome:
+def image_data_files(section: ImageDataSection) -> dict[str, Path | None]:
+    """The folders an image recipe reads, by role, for its run fingerprint ('digits' is
+    scikit-learn's bundled set and a hub name no local path: both are identified by name)."""
+    def local(spec: str | None) -> Path | None:
+        if spec is None or spec == "digits":
+            return None
+        return Path(spec[3:] if spec.startswith("hf:") else spec)
+
+    return {"data.source": local(section.source), "data.test": local(section.test)}
+
+
+def train_image_recipe(data: dict[str, Any], *, source: str, out_dir: str | Path | None,
+                       overwrite: bool = False) -> TrainOutcome:
     """Train the image model a recipe describes (`data`: the recipe after `--set` overrides).
 
-    Writes `recipe.yaml` (resolved), `train/` (metrics.jsonl, checkpoint), `model/` and
-    `results.json` into `out_dir` (default `runs/<name>`). The best epoch is chosen on the dev
-    split; the test split is evaluated once, at the end.
+    Writes `run.json`, `recipe.yaml` (resolved), `train/` (metrics.jsonl, checkpoint), `model/`
+    and `results.json` into `out_dir` (default `runs/<name>`). A folder holding the same run
+    resumes it; another run there is refused, or replaced with `overwrite` (see
+    `textcnn.core.rundir`). The best epoch is chosen on the dev split; the test split is
+    evaluated once, at the end.
     """
     recipe = image_recipe(data, source=source)
-    out = Path(out_dir) if out_dir is not None else Path("runs") / str(recipe.name)
-    out.mkdir(parents=True, exist_ok=True)
-    resolved = dump_yaml(to_dict(recipe))
-    atomic_write_text(out / "recipe.yaml", resolved)
+    out = Path(out_dir) if out_dir is not None else default_run_folder(str(recipe.name), source=source)
+    identity = run_identity(to_dict(recipe), files=image_data_files(recipe.data))
+    with open_run_folder(out, identity, overwrite=overwrite) as run:
+        cfg = recipe.train
+        seed = recipe.data.split_seed if recipe.data.split_seed is not None else cfg.seed
+        split_spec = _split_spec(recipe.data, seed)
+        splits = load_splits(split_spec)
+        check_classes(splits.train.classes, source=recipe.data.source)
+        run.begin()
+        resolved = dump_yaml(to_dict(recipe))
+        atomic_write_text(out / "recipe.yaml", resolved)
+        return _train_image(recipe, splits, split_spec, out, resolved, identity)
+
+
+def _train_image(recipe: ImageRecipe, splits: Splits, split_spec: dict[str, Any], out: Path,
+                 resolved: str, identity: RunIdentity) -> TrainOutcome:
+    """Train, test and save an image run in its claimed folder `out`."""
     cfg, aug = recipe.train, recipe.augment
-    seed = recipe.data.split_seed if recipe.data.split_seed is not None else cfg.seed
-    split_spec = _split_spec(recipe.data, seed)
-    splits = load_splits(split_spec)
     train = splits.train
-    check_classes(train.classes, source=recipe.data.source)
     mean, std = channel_stats(train.images)
     channels, height, width = train.images.shape[1:]
     meta = {"kind": KIND, "model": recipe.model.name,
@@ -258,7 +281,8 @@ def train_image_recipe(data: dict[str, Any], *, source: str,
         "seed": cfg.seed, "train_examples": len(train),
         "dev_examples": len(splits.dev) if splits.dev is not None else 0,
         "precision": autocast_precision(cfg.amp, trainer.device),  # of training's matrix products
-        "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run,
+        "fingerprint": identity.fingerprint,
+        "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run, "stopped_by": fit.stopped_by,
         **{f"dev_{k}": v for k, v in fit.best_metrics.items()},
         # the engine's loop time, summed over every resumed part of the run
         "train_seconds": round(fit.seconds, 2), "wall_seconds": round(time.perf_counter() - start, 2)}
@@ -397,6 +421,7 @@ def visualize(model_dir: str | Path, out_dir: str | Path, *, data_spec: str | No
 
 
 __all__ = ["ImageDataSection", "ImageModelSection", "ImageRecipe", "Splits", "channel_stats",
-           "class_probabilities", "eval_data", "evaluate_image_model", "image_probabilities", "image_recipe",
-           "load_image_model", "load_splits", "predict_images", "prepare", "save_image_model", "saved_classes",
+           "class_probabilities", "eval_data", "evaluate_image_model", "image_data_files",
+           "image_probabilities", "image_recipe", "load_image_model", "load_splits", "predict_images",
+           "prepare", "save_image_model", "saved_classes",
            "train_image_recipe", "visualize"]

@@ -216,3 +216,19 @@ def test_cuda_graphs_without_cuda_says_it_trains_without_them():
     with pytest.warns(UserWarning, match="train.cuda_graphs: CUDA graphs need a CUDA device; training on "
                                          "cpu runs without them"):
         Trainer(make_model(), config=config, loss_fn=loss_fn, batches=batches)
+
+
+def test_stopped_by_says_what_ended_the_run(monkeypatch):
+    assert fit(epochs=2)[1].stopped_by == "epochs"
+    flat = iter([0.5] * 10)  # the dev metric never improves after epoch 1
+    result = fit(epochs=10, patience=2, evaluate=lambda m, d: {"accuracy": next(flat)})[1]
+    assert (result.stopped_by, result.epochs_run) == ("patience", 3)
+    import itertools
+    from types import SimpleNamespace
+
+    from textcnn.core import engine
+
+    clock = itertools.count()
+    monkeypatch.setattr(engine, "time", SimpleNamespace(perf_counter=lambda: float(next(clock))))
+    result = fit(epochs=50, max_seconds=2.5)[1]
+    assert (result.stopped_by, result.epochs_run) == ("time", 2)

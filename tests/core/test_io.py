@@ -39,3 +39,16 @@ def test_append_jsonl(tmp_path):
     append_jsonl(path, {"a": 1})
     append_jsonl(path, {"b": 2})
     assert [json.loads(line) for line in path.read_text().splitlines()] == [{"a": 1}, {"b": 2}]
+
+
+def test_append_after_a_torn_line_drops_the_tail_with_a_warning(tmp_path):
+    path = tmp_path / "results.jsonl"
+    path.write_text(json.dumps({"run": "a"}) + "\n" + '{"run": "b", "accu')  # a crash mid-write
+    with pytest.warns(UserWarning, match="dropped a torn last line"):
+        append_jsonl(path, {"run": "c"})
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [{"run": "a"}, {"run": "c"}]
+    only_torn = tmp_path / "torn.jsonl"
+    only_torn.write_text('{"run": ')
+    with pytest.warns(UserWarning):
+        append_jsonl(only_torn, {"run": "d"})
+    assert only_torn.read_text() == '{"run": "d"}\n'

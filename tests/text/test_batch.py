@@ -94,10 +94,11 @@ def test_smoke_batch_two_datasets_one_fold_and_resume(tmp_path, shared_data, mon
     assert len(read_results(out / "results.jsonl")) == 5
 
 
-def test_torn_last_line_is_ignored(tmp_path):
+def test_torn_last_line_is_skipped_with_a_warning(tmp_path):
     path = tmp_path / "results.jsonl"
     path.write_text(json.dumps({"run": "a"}) + "\n" + '{"run": "b", "accu')
-    assert read_results(path) == [{"run": "a"}]
+    with pytest.warns(UserWarning, match="results.jsonl:2: skipped a line"):
+        assert read_results(path) == [{"run": "a"}]
 
 
 def test_failed_runs_keep_the_finished_ones(tmp_path, monkeypatch):
@@ -194,3 +195,123 @@ def test_train_fold_recipes_refuses_recipes_that_differ_beyond_the_fold(tmp_path
         train_fold_recipes(recipes, [tmp_path / "a", tmp_path / "b"])
     with pytest.raises(TextCNNError, match="one output directory per recipe"):
         train_fold_recipes(recipes, [tmp_path / "a"])
+
+
+def sample_recipe(tmp_path, *, name="sample", test=True, extra="") -> Path:
+    """An NBSVM recipe (fast to fit) on a copy of the sample data, repeated for seeds 1 and 2."""
+    train = tmp_path / "train.csv"
+    if not train.exists():
+        train.write_bytes((REPO / "data/sample/train.csv").read_bytes())
+    recipe = tmp_path / f"{name}.yaml"
+    test_line = f"  test: {REPO / 'data/sample/test.csv'}\n" if test else ""
+    recipe.write_text(f"name: {name}\ndata:\n  train: {train}\n{test_line}model:\n  arch: nbsvm\n"
+                      f"expand:\n  train.seed: [1, 2]\n{extra}")
+    return recipe
+
+
+def batch(*args):
+    return CliRunner().invoke(main, ["batch", *map(str, args)])
+
+
+def one_line_error(result) -> str:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    return result.output.strip().splitlines()[-1]
+
+
+def test_rows_carry_fingerprints_and_a_changed_run_is_refused_or_rerun(tmp_path):
+    from textcnn.core.rundir import read_run_record
+    from textcnn.pipeline import text_run_identity
+    from textcnn.recipe import text_recipe
+
+    recipe, out = sample_recipe(tmp_path), tmp_path / "batch"
+    assert batch(recipe, "--out", out).exit_code == 0
+    rows = read_results(out / "results.jsonl")
+    for run in plan_runs([recipe]):
+        row = next(r for r in rows if r["run"] == run.name)
+        assert row["fingerprint"] == text_run_identity(text_recipe(run.recipe)).fingerprint
+        assert row["fingerprint"] == read_run_record(out / "runs" / run.name)["fingerprint"]
+    assert "2 already done, 0 to run" in batch(recipe, "--out", out).output
+    before = (out / "results.jsonl").read_bytes(), (out / "table.md").read_bytes()
+    changed = one_line_error(batch(recipe, "--out", out, "--set", "tokenizer.min_frequency=2"))
+    assert changed == (f"Error: batch: 2 run(s) in {out} differ from the recipes now, e.g. "
+                       "'sample/seed=1': tokenizer.min_frequency: 1 -> 2; pass --overwrite to rerun "
+                       "them (their rows are replaced), or choose another --out")
+    assert ((out / "results.jsonl").read_bytes(), (out / "table.md").read_bytes()) == before
+    rerun = batch(recipe, "--out", out, "--set", "tokenizer.min_frequency=2", "--overwrite")
+    assert rerun.exit_code == 0, rerun.output
+    assert "0 already done, 2 to run (2 changed, rerun)" in rerun.output
+    new_rows = read_results(out / "results.jsonl")
+    assert sorted(r["run"] for r in new_rows) == ["sample/seed=1", "sample/seed=2"]
+    assert not {r["fingerprint"] for r in new_rows} & {r["fingerprint"] for r in rows}
+    data = tmp_path / "train.csv"
+    data.write_text(data.read_text().replace(",positive", ",POSITIVE"))
+    assert "train.csv): content changed" in one_line_error(
+        batch(recipe, "--out", out, "--set", "tokenizer.min_frequency=2"))
+
+
+def test_a_run_without_a_test_split_finishes_and_the_table_shows_it(tmp_path):
+    out = tmp_path / "batch"
+    result = batch(sample_recipe(tmp_path, test=False), "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "done sample/seed=1: no test split" in result.output
+    assert [r["accuracy"] for r in read_results(out / "results.jsonl")] == [None, None]
+    assert "| NBSVM | no test split (n=2) |" in (out / "table.md").read_text()
+    assert list(csv.DictReader((out / "table.csv").open()))[0]["n"] == "2"
+
+
+def test_only_that_matches_no_run_is_an_error(tmp_path):
+    line = one_line_error(batch(sample_recipe(tmp_path), "--out", tmp_path / "b", "--only", "sample/*",
+                                "--only", "smaple/*"))
+    assert line == ("Error: --only 'smaple/*': expected a pattern matching some of the 2 runs of these "
+                    "recipes (named like 'sample/seed=1'), got none")
+    assert not (tmp_path / "b").exists()
+
+
+def test_run_names_cannot_lead_writes_outside_out(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    escape = sample_recipe(work, name="x", extra="").read_text().replace("name: x", "name: ../escape")
+    (work / "x.yaml").write_text(escape)
+    line = one_line_error(batch(work / "x.yaml", "--out", work / "b"))
+    assert "x.yaml: name: expected a run name without '/', '\\' or '..'" in line and "'../escape'" in line
+    label = sample_recipe(work, name="y", extra="  data.train: [../../up.csv]\n")
+    line = one_line_error(batch(label, "--out", work / "b"))
+    assert "y.yaml: expand.data.train: expected a run name" in line and "'../../up.csv'" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]
+    assert not (work / "b").exists()
+
+
+def test_a_torn_results_line_is_cut_off_and_its_run_redone(tmp_path):
+    """A crash while the last row was written: the rerun warns, reruns that run and appends its
+    row on a line of its own."""
+    recipe, out = sample_recipe(tmp_path), tmp_path / "batch"
+    assert batch(recipe, "--out", out).exit_code == 0
+    results = out / "results.jsonl"
+    first, second = results.read_text().splitlines()
+    results.write_text(first + "\n" + second[: len(second) // 2])
+    with pytest.warns(UserWarning) as caught:
+        again = batch(recipe, "--out", out)
+    assert again.exit_code == 0, again.output
+    assert "1 already done, 1 to run" in again.output
+    assert any("dropped a torn last line" in str(w.message) for w in caught)
+    assert [json.loads(line)["run"] for line in results.read_text().splitlines()] == \
+        [json.loads(first)["run"], json.loads(second)["run"]]
+
+
+def test_rows_from_before_fingerprints_count_by_name_with_a_note_and_overwrite_reruns_them(tmp_path):
+    recipe, out = sample_recipe(tmp_path), tmp_path / "batch"
+    out.mkdir()
+    old_row = {"run": "sample/seed=1", "model": "NBSVM", "dataset": "old", "accuracy": 0.5}
+    (out / "results.jsonl").write_text(json.dumps(old_row) + "\n")
+    result = batch(recipe, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "1 row(s) in" in result.output and "carry no fingerprint" in result.output
+    assert "1 already done, 1 to run" in result.output
+    assert read_results(out / "results.jsonl")[0] == old_row
+    rerun = batch(recipe, "--out", out, "--overwrite")
+    assert rerun.exit_code == 0, rerun.output
+    assert "1 already done, 1 to run (1 changed, rerun)" in rerun.output
+    rows = read_results(out / "results.jsonl")
+    assert sorted(r["run"] for r in rows) == ["sample/seed=1", "sample/seed=2"]
+    assert all(len(r["fingerprint"]) == 64 for r in rows)

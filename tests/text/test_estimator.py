@@ -229,3 +229,33 @@ def test_precision_of_the_training_products_is_recorded(sample):
     assert TextCNNClassifier(**small).fit(X, y).precision_ == expected
     assert TextCNNClassifier(**small, amp=False).fit(X, y).precision_ == "float32"
     assert TextCNNClassifier(**small, fast=False).fit(X, y).precision_ == "float32"
+
+
+def test_cross_val_score_with_out_dir_gives_the_scores_without_it(sample, tmp_path):
+    """Each clone trains in its own subfolder (keyed by the parameters and its fold's data), so
+    no fold resumes another fold's checkpoint."""
+    X, y, _, _ = sample
+    est = dict(SMALL, epochs=2, threads=1)
+    plain = cross_val_score(TextCNNClassifier(**est), X[:240], y[:240], cv=3)
+    logged = cross_val_score(TextCNNClassifier(**est, out_dir=str(tmp_path)), X[:240], y[:240], cv=3)
+    np.testing.assert_array_equal(logged, plain)
+    folders = sorted(p for p in tmp_path.iterdir() if p.is_dir())
+    assert len(folders) == 3
+    for folder in folders:
+        assert [json.loads(line)["epoch"] for line in (folder / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def test_a_saved_model_carries_no_out_dir_so_its_refit_starts_afresh(sample, tmp_path):
+    X, y, Xt, _ = sample
+    clf = TextCNNClassifier(**{**SMALL, "epochs": 1, "threads": 1}, out_dir=str(tmp_path / "logs")).fit(X, y)
+    path = clf.save(tmp_path / "model")
+    config = json.loads((path / "config.json").read_text())
+    assert "out_dir" not in config["params"]
+    config["params"]["out_dir"] = str(tmp_path / "logs")  # as an older version saved it
+    (path / "config.json").write_text(json.dumps(config))
+    loaded = TextCNNClassifier.load(path)
+    assert loaded.out_dir is None
+    refit = loaded.set_params(epochs=2).fit(X, y)
+    assert refit.fit_result_.epochs_run == 2 and len(list((tmp_path / "logs").iterdir())) == 1
+    fresh = TextCNNClassifier(**{**SMALL, "epochs": 2, "threads": 1}).fit(X, y)
+    np.testing.assert_array_equal(refit.predict_proba(Xt), fresh.predict_proba(Xt))

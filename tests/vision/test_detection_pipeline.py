@@ -43,6 +43,19 @@ def test_training_writes_a_self_contained_model(trained):
     assert not model.training and meta["model"] == "faster_rcnn"
 
 
+def test_a_changed_recipe_is_refused_in_the_run_folder(trained):
+    """Detection runs start through the same run folders: another recipe in the folder of a
+    finished run is refused with one line naming the first difference, before any training."""
+    from textcnn.errors import TextCNNError
+
+    assert trained.metrics["stopped_by"] == "epochs" and len(trained.metrics["fingerprint"]) == 64
+    changed = {**TINY, "train": {**TINY["train"], "lr": 0.002}}
+    before = (trained.model_dir / "model.safetensors").read_bytes()
+    with pytest.raises(TextCNNError, match=r"holds a different run \(train.lr: 0.001 -> 0.002\)"):
+        train_detection_recipe(changed, source="tiny.yaml", out_dir=trained.out_dir)
+    assert (trained.model_dir / "model.safetensors").read_bytes() == before
+
+
 def test_cli_evaluate_and_predict_draws_boxes(trained, tmp_path):
     runner = CliRunner()
     result = runner.invoke(main, ["evaluate", str(trained.model_dir), "--json"])
@@ -75,14 +88,20 @@ def test_cli_errors_are_one_line_exit_2(trained, tmp_path):
     assert result.exit_code == 2 and "data.train" in result.output
 
 
-def test_detection_recipes_are_valid():
+def test_detection_recipes_are_valid_and_stop_by_epochs():
+    """A shipped recipe's result must not depend on how busy the machine is: no time budget, and
+    the epochs its documented run (docs/results/detection.json) trained."""
     from textcnn.core.config import read_yaml
     from vision.detection import list_detectors
     from vision.detection.pipeline import detection_recipe
 
-    recipes = sorted(Path(__file__).resolve().parents[2].joinpath("recipes", "vision").glob("*-shapes.yaml"))
-    assert recipes
+    repo = Path(__file__).resolve().parents[2]
+    documented = {r["recipe"]: r for r in json.loads(
+        (repo / "docs" / "results" / "detection.json").read_text())["detectors"].values()}
+    recipes = sorted(repo.joinpath("recipes", "vision").glob("*-shapes.yaml"))
+    assert len(recipes) == len(documented) == 5
     for path in recipes:
         recipe = detection_recipe(read_yaml(path), source=path)
         assert recipe.model.name in list_detectors()
-        assert recipe.train.max_seconds is not None and recipe.train.max_seconds <= 900
+        assert recipe.train.max_seconds is None
+        assert recipe.train.epochs == documented[f"recipes/vision/{path.name}"]["epochs_run"]

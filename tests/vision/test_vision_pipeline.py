@@ -47,7 +47,7 @@ def trained(tmp_path_factory) -> TrainOutcome:
 def test_training_writes_a_complete_run(trained: TrainOutcome) -> None:
     out, model_dir = trained.out_dir, trained.model_dir
     assert model_dir == out / "model"
-    for name in ("recipe.yaml", "results.json", "train/metrics.jsonl",
+    for name in ("run.json", "recipe.yaml", "results.json", "train/metrics.jsonl",
                  "train/checkpoint/last.safetensors", "model/model.safetensors",
                  "model/config.json", "model/metrics.json", "model/recipe.yaml"):
         assert (out / name).is_file(), name
@@ -63,6 +63,9 @@ def test_training_writes_a_complete_run(trained: TrainOutcome) -> None:
     assert [r["epoch"] for r in log] == [1, 2, 3, 4]
     assert log[-1]["train_loss"] < log[0]["train_loss"]
     assert set(load_file(str(model_dir / "model.safetensors"))) >= {"c1.conv.weight", "fc.weight"}
+    results = json.loads((out / "results.json").read_text())
+    assert results["stopped_by"] == "epochs"
+    assert results["fingerprint"] == json.loads((out / "run.json").read_text())["fingerprint"]
 
 
 def test_metrics_are_sane(trained: TrainOutcome) -> None:

@@ -1,9 +1,9 @@
 """Checkpoints as safetensors + JSON, never pickle.
 
 A nested state (model and optimizer state dicts, RNG states, counters) is split into a flat
-mapping of tensors, stored with safetensors, and a JSON skeleton in which each tensor is replaced
-by a reference. Both files are written atomically; the JSON is written last, so a checkpoint is
-complete exactly when its JSON exists.
+mapping of tensors and a JSON skeleton in which each tensor is replaced by a reference. Both go
+into one `.safetensors` file, the skeleton in its metadata, written with one atomic rename: a
+checkpoint is always one whole epoch, whenever the process dies.
 """
 
 from __future__ import annotations
@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
-from textcnn.io import atomic_write, atomic_write_json
+from textcnn.errors import TextCNNError
+from textcnn.io import atomic_write
 
 _REF = "__tensor__"
+_SKELETON = "textcnn.checkpoint.skeleton"  # metadata key of the JSON skeleton
 
 
 def split_state(state: Any) -> tuple[Any, dict[str, torch.Tensor]]:
@@ -58,18 +61,27 @@ def join_state(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return walk(skeleton)
 
 
-def save_checkpoint(path_stem: str | Path, state: dict[str, Any]) -> None:
-    """Write `<stem>.safetensors` then `<stem>.json` atomically."""
-    stem = Path(path_stem)
+def save_checkpoint(path_stem: str | Path, state: dict[str, Any]) -> Path:
+    """Write `<stem>.safetensors` (tensors, and the skeleton in its metadata) atomically."""
+    path = Path(path_stem).with_suffix(".safetensors")
     skeleton, tensors = split_state(state)
-    atomic_write(stem.with_suffix(".safetensors"), lambda tmp: save_file(tensors, str(tmp)))
-    atomic_write_json(stem.with_suffix(".json"), skeleton)
+    metadata = {_SKELETON: json.dumps(skeleton)}
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def load_checkpoint(path_stem: str | Path) -> dict[str, Any] | None:
     """Read a checkpoint written by `save_checkpoint`, or None when there is none."""
-    stem = Path(path_stem)
-    meta, weights = stem.with_suffix(".json"), stem.with_suffix(".safetensors")
-    if not meta.is_file() or not weights.is_file():
+    path = Path(path_stem).with_suffix(".safetensors")
+    if not path.is_file():
         return None
-    return join_state(json.loads(meta.read_text()), load_file(str(weights)))
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            skeleton = (f.metadata() or {}).get(_SKELETON)
+            tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 - not a dict
+    except (SafetensorError, OSError) as err:
+        raise TextCNNError(f"{path}: expected a training checkpoint, got an unreadable file "
+                           f"({err}); remove it to train from the start") from None
+    if skeleton is None:
+        raise TextCNNError(f"{path}: expected a training checkpoint with its state in the metadata, "
+                           "got none (an older format); remove it to train from the start")
+    return join_state(json.loads(skeleton), tensors)

@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 
+from textcnn.core.rundir import check_run_name
 from textcnn.errors import TextCNNError, did_you_mean
 
 T = TypeVar("T")
@@ -251,7 +252,8 @@ def expand_runs(recipe: Mapping[str, Any], *, name: str = "run") -> list[tuple[s
 
     `expand: {data.dataset: [mr, subj], train.seed: [1, 2]}` gives four runs named like
     `run/mr/seed=1`. A key may also map to a mapping `{label: {key: value, ...}}` to change several
-    keys together (e.g. a variant with its embeddings).
+    keys together (e.g. a variant with its embeddings). A label names a folder of the run's
+    output, so it may not hold '/', '\\' or '..' (`textcnn.core.rundir.check_run_name`).
     """
     recipe = dict(recipe)
     block = recipe.pop("expand", None) or {}
@@ -268,6 +270,13 @@ def expand_runs(recipe: Mapping[str, Any], *, name: str = "run") -> list[tuple[s
                          for v in values])
         else:
             raise TextCNNError(f"expand.{key}: expected a non-empty list or a mapping of labels, got {values!r}")
+    for (key, values), choices in zip(block.items(), axes):
+        for label, _ in choices:
+            try:
+                check_run_name(label, f"expand.{key}")
+            except TextCNNError as exc:
+                hint = "" if isinstance(values, Mapping) else f"; label the values: {{label: {{{key}: value}}}}"
+                raise TextCNNError(f"{exc}{hint}") from None
     runs = []
     for combo in itertools.product(*axes) if axes else [()]:
         labels = [label for label, _ in combo]

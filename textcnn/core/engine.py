@@ -36,6 +36,7 @@ from textcnn.io import append_jsonl, atomic_write_text
 
 Batch = Any
 Metrics = dict[str, float]
+StopReason = Literal["epochs", "patience", "time"]
 
 
 @dataclass
@@ -121,6 +122,7 @@ class FitResult:
     epochs_run: int  # epochs completed, including those before a resume
     seconds: float  # wall time of the training loop, summed over resumed parts
     history: list[dict[str, Any]] = field(default_factory=list)  # one record per epoch
+    stopped_by: StopReason = "epochs"  # epochs: all ran; patience: early stopping; time: max_seconds
 
 
 def seed_everything(seed: int) -> None:
@@ -279,7 +281,10 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------
     def fit(self) -> FitResult:
-        """Run the epochs (resuming from `out_dir/checkpoint/last` when present)."""
+        """Run the epochs (resuming from `out_dir/checkpoint/last.safetensors` when present).
+
+        The result says what ended the run (`stopped_by`): all epochs, early stopping
+        (`patience`) or the time budget (`max_seconds`)."""
         cfg = self.config
         threads_before = torch.get_num_threads()
         if cfg.threads:
@@ -301,12 +306,15 @@ class Trainer:
         if self.out_dir is not None:
             self._rewrite_log(history)
         use_amp = uses_autocast(cfg.amp, self.device)
+        stopped_by: StopReason = "epochs"
         for epoch in range(start_epoch, cfg.epochs + 1):
             if self.stopper.should_stop:
+                stopped_by = "patience"
                 break
             if cfg.max_seconds is not None and history:
                 # judged by the mean epoch so far, so the budget is kept, not overrun by an epoch
                 if seconds + seconds / len(history) > cfg.max_seconds:
+                    stopped_by = "time"
                     break
             t0 = time.perf_counter()
             train_loss = self._train_epoch(epoch, use_amp)
@@ -335,7 +343,8 @@ class Trainer:
             {k[4:]: v for k, v in r.items() if k.startswith("dev_")}
             for r in history if r["epoch"] == best_epoch), {})
         return FitResult(best_epoch=best_epoch or 0, best_metrics=best_metrics,
-                         epochs_run=len(history), seconds=seconds, history=history)
+                         epochs_run=len(history), seconds=seconds, history=history,
+                         stopped_by=stopped_by)
 
     def _train_epoch(self, epoch: int, use_amp: bool) -> float:
         cfg = self.config

@@ -36,6 +36,7 @@ from textcnn.core.engine import (
     seed_everything,
 )
 from textcnn.core.modeldir import open_model_dir
+from textcnn.core.rundir import RunIdentity, default_run_folder, open_run_folder, run_identity
 from textcnn.errors import TextCNNError, did_you_mean
 from textcnn.io import atomic_write_json, atomic_write_text
 from textcnn.pipeline import TrainOutcome
@@ -223,22 +224,47 @@ def format_detection_report(report: dict[str, Any]) -> str:
 # -- training -------------------------------------------------------------------------------------
 
 
-def train_detection_recipe(data: dict[str, Any], *, source: str,
-                           out_dir: str | Path | None) -> TrainOutcome:
+def detection_data_files(section: DetectionDataSection) -> dict[str, Path | None]:
+    """The annotation files and image folders a detection recipe reads, by role, for its run
+    fingerprint (synthetic shapes are drawn from `data.seed` and the other shape keys)."""
+    if section.source == "shapes":
+        return {}
+    files: dict[str, Path | None] = {f"data.{role}": Path(spec) for role in ("train", "val", "test")
+                                     if (spec := getattr(section, role))}
+    if section.source == "coco":  # the images: data.image_dir, else each JSON's own folder
+        folders = [section.image_dir] if section.image_dir else \
+            sorted({str(Path(p).parent) for p in files.values()})
+        files.update({f"images:{folder}": Path(folder) for folder in folders})
+    return files
+
+
+def train_detection_recipe(data: dict[str, Any], *, source: str, out_dir: str | Path | None,
+                           overwrite: bool = False) -> TrainOutcome:
     """Train the detector a recipe describes (`data`: the recipe after `--set` overrides).
 
-    Writes `recipe.yaml` (resolved), `train/` (metrics.jsonl, checkpoint), `model/` and
-    `results.json` into `out_dir` (default `runs/<name>`). The best epoch is chosen by VOC
-    mAP@0.5 on the val split; the test split is evaluated once, at the end. Detectors with a
-    stage outside gradient descent (R-CNN's SVMs) fit it afterwards in `post_fit`.
+    Writes `run.json`, `recipe.yaml` (resolved), `train/` (metrics.jsonl, checkpoint), `model/`
+    and `results.json` into `out_dir` (default `runs/<name>`). A folder holding the same run
+    resumes it; another run there is refused, or replaced with `overwrite` (see
+    `textcnn.core.rundir`). The best epoch is chosen by VOC mAP@0.5 on the val split; the test
+    split is evaluated once, at the end. Detectors with a stage outside gradient descent
+    (R-CNN's SVMs) fit it afterwards in `post_fit`.
     """
     recipe = detection_recipe(data, source=source)
-    out = Path(out_dir) if out_dir is not None else Path("runs") / str(recipe.name)
-    out.mkdir(parents=True, exist_ok=True)
-    resolved = dump_yaml(to_dict(recipe))
-    atomic_write_text(out / "recipe.yaml", resolved)
+    out = Path(out_dir) if out_dir is not None else default_run_folder(str(recipe.name), source=source)
+    identity = run_identity(to_dict(recipe), files=detection_data_files(recipe.data))
+    with open_run_folder(out, identity, overwrite=overwrite) as run:
+        splits = load_detection_splits(recipe.data)
+        run.begin()
+        resolved = dump_yaml(to_dict(recipe))
+        atomic_write_text(out / "recipe.yaml", resolved)
+        return _train_detector(recipe, *splits, out, resolved, identity)
+
+
+def _train_detector(recipe: DetectionRecipe, train: DetectionData, val: DetectionData,
+                    test: DetectionData | None, out: Path, resolved: str,
+                    identity: RunIdentity) -> TrainOutcome:
+    """Train, test and save a detection run in its claimed folder `out`."""
     cfg = recipe.train
-    train, val, test = load_detection_splits(recipe.data)
     meta = {"kind": KIND, "model": recipe.model.name,
             "kwargs": recipe.model.kwargs, "num_classes": len(train.classes),
             "classes": list(train.classes), "data": to_dict(recipe.data)}
@@ -276,7 +302,8 @@ def train_detection_recipe(data: dict[str, Any], *, source: str,
         "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "seed": cfg.seed, "train_images": len(train), "val_images": len(val),
         "precision": autocast_precision(cfg.amp, trainer.device),  # of training's matrix products
-        "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run,
+        "fingerprint": identity.fingerprint,
+        "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run, "stopped_by": fit.stopped_by,
         **{f"val_{k}": v for k, v in fit.best_metrics.items()},
         # the engine's loop time (with the per-epoch val evaluation) plus any post-fit stage
         "train_seconds": round(fit.seconds + post_seconds, 2), "post_fit_seconds": round(post_seconds, 2),
@@ -383,7 +410,8 @@ def _drawing_name(stem: str, used: set[str]) -> str:
     return name
 
 
-__all__ = ["DetectionDataSection", "DetectionRecipe", "DetectorSection", "detect", "detection_recipe",
-           "detection_report", "evaluate_detector", "evaluation_data", "format_detection_report", "iter_detections",
+__all__ = ["DetectionDataSection", "DetectionRecipe", "DetectorSection", "detect", "detection_data_files",
+           "detection_recipe", "detection_report", "evaluate_detector", "evaluation_data",
+           "format_detection_report", "iter_detections",
            "load_detection_splits", "load_detector", "predict_detections",
            "train_detection_recipe"]
