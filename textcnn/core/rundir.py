@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
+from textcnn.core.digest import content_digest
 from textcnn.errors import TextCNNError
 from textcnn.io import atomic_write_json
 
@@ -51,30 +52,6 @@ from `--jobs`, so a rerun with other `--jobs` is still the same run."""
 
 
 # -- content digests ------------------------------------------------------------------------------
-
-
-def file_digest(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def content_digest(path: str | os.PathLike) -> str | None:
-    """SHA-256 of a file's bytes, or of a folder's files (relative names and contents, sorted);
-    None when nothing is there (e.g. a hub dataset name, which is identified by its name)."""
-    path = Path(path)
-    if path.is_file():
-        return file_digest(path)
-    if not path.is_dir():
-        return None
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file())
-    for file in files:
-        digest.update(f"{file.relative_to(path).as_posix()}\0{file_digest(file)}\n".encode())
-    return digest.hexdigest()
 
 
 def value_digest(value: Any) -> str:
@@ -333,5 +310,5 @@ def default_run_folder(name: str, *, source: str | os.PathLike = "recipe") -> Pa
 
 
 __all__ = ["COSMETIC_KEYS", "LOCK_FILE", "RUN_FILE", "RunFolder", "RunIdentity", "check_run_name",
-           "content_digest", "default_run_folder", "file_digest", "first_difference", "folder_conflict", "folder_lock",
+           "default_run_folder", "first_difference", "folder_conflict", "folder_lock",
            "inside", "open_run_folder", "read_run_record", "run_identity", "value_digest"]
