@@ -31,6 +31,8 @@ from tqdm.auto import tqdm
 
 from textcnn.benchmarks import BENCHMARKS, get_benchmark
 from textcnn.core.config import expand_runs
+from textcnn.core.errors import TextCNNError
+from textcnn.core.io import append_jsonl, atomic_write_text
 from textcnn.core.memory import keep_freed_memory
 from textcnn.core.rundir import (
     RUN_FILE,
@@ -41,8 +43,6 @@ from textcnn.core.rundir import (
     inside,
     read_run_record,
 )
-from textcnn.errors import TextCNNError
-from textcnn.io import append_jsonl, atomic_write_text
 from textcnn.recipe import load_recipe_dict, text_recipe
 
 PAPER_TABLE2: dict[str, dict[str, float]] = {
@@ -142,7 +142,7 @@ def plan_runs(paths: Sequence[str | Path], *, overrides: Sequence[str] = (), fol
 
 def read_results(path: Path) -> list[dict[str, Any]]:
     """The finished runs of a batch; a line that is not JSON (torn by a crash mid-write) is
-    skipped with a warning (the next append cuts it off, see `textcnn.io.append_jsonl`)."""
+    skipped with a warning (the next append cuts it off, see `textcnn.core.io.append_jsonl`)."""
     if not path.is_file():
         return []
     rows = []

@@ -6,8 +6,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from textcnn.data import kfold_splits, load_data, read_kim_file, read_sst_trees
-from textcnn.errors import TextCNNError, did_you_mean
+from textcnn.core.errors import TextCNNError, did_you_mean
+from textcnn.core.splits import kfold_splits
+from textcnn.data import load_data, read_kim_file, read_sst_trees
 from textcnn.recipe import DataSection, TextRecipe, default_data_dir
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import click
 
 from textcnn import __version__
+from textcnn.core.errors import TextCNNError
 from textcnn.core.memory import keep_freed_memory
-from textcnn.errors import TextCNNError
 
 
 class UserError(click.ClickException):
@@ -93,7 +93,8 @@ def train(recipe: str, overrides: tuple[str, ...], out: str | None, device: str 
     Example:
       textcnn train recipes/quickstart.yaml --set train.epochs=5 --out runs/qs
     """
-    from textcnn.pipeline import time_note, train_from_recipe
+    from textcnn.core.rundir import time_note
+    from textcnn.pipeline import train_from_recipe
 
     sets = list(overrides)
     if device:
@@ -131,7 +132,7 @@ def evaluate(model: str, data_file: str | None, data_format: str | None, text_co
       textcnn evaluate runs/lenet5-digits/model
       textcnn evaluate runs/ssd-shapes/model --json
     """
-    from textcnn.metrics import format_report, plot_confusion_matrix
+    from textcnn.core.metrics import format_report, plot_confusion_matrix
     from textcnn.pipeline import evaluate_model
 
     report = evaluate_model(model, data_file, data_format=data_format, text_column=text_column,

@@ -7,7 +7,7 @@ import contextlib
 import time
 import warnings
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -16,41 +16,19 @@ import numpy as np
 from textcnn.benchmarks import Splits, recipe_data_files, recipe_splits
 from textcnn.core.config import dump_yaml, to_dict
 from textcnn.core.decisions import check_decision, labels_or_abstain
-from textcnn.core.rundir import RunIdentity, default_run_folder, open_run_folder, run_identity
+from textcnn.core.errors import TextCNNError, check_classes
+from textcnn.core.io import atomic_write_json, atomic_write_text
+from textcnn.core.metrics import evaluation_report
+from textcnn.core.rundir import (
+    RunIdentity,
+    TrainOutcome,
+    default_run_folder,
+    open_run_folder,
+    run_identity,
+)
 from textcnn.data import LabelMap, load_data
-from textcnn.errors import TextCNNError, check_classes
 from textcnn.estimator import TextCNNClassifier
-from textcnn.io import atomic_write_json, atomic_write_text
-from textcnn.metrics import evaluation_report
 from textcnn.recipe import TextRecipe, load_recipe_dict, text_recipe
-
-
-@dataclass
-class TrainOutcome:
-    """Where a training run wrote its model, and its figures."""
-
-    out_dir: Path  # run directory: run.json, recipe.yaml, train/ (metrics, checkpoint), model/
-    model_dir: Path  # the self-contained model
-    metrics: dict[str, Any] = field(default_factory=dict)  # dev and test figures, timings
-
-    def summary(self) -> str:
-        """One readable line for the CLI."""
-        parts = [f"model: {self.model_dir}"]
-        for key in ("dev_accuracy", "test_accuracy", "test_macro_f1", "epochs_run", "stopped_by",
-                    "train_seconds"):
-            if key in self.metrics:
-                value = self.metrics[key]
-                parts.append(f"{key} {value:.4f}" if isinstance(value, float) and key != "train_seconds"
-                             else f"{key} {value}")
-        return "  ".join(parts)
-
-
-def time_note(metrics: dict[str, Any]) -> str | None:
-    """A console note when the time budget (`train.max_seconds`) cut a run short, else None."""
-    if metrics.get("stopped_by") != "time":
-        return None
-    return (f"note: train.max_seconds stopped the run after {metrics.get('epochs_run')} epoch(s), "
-            "before its planned epochs (its results record stopped_by: time)")
 
 
 def text_run_identity(recipe: TextRecipe, *, digests: dict[str, str | None] | None = None) -> RunIdentity:

@@ -16,8 +16,8 @@ from textcnn.core.config import (
     typed_recipe,
 )
 from textcnn.core.engine import TrainConfig, check_selection_metric
-from textcnn.errors import TextCNNError
-from textcnn.metrics import SELECTION_METRICS
+from textcnn.core.errors import TextCNNError
+from textcnn.core.metrics import SELECTION_METRICS
 from textcnn.model import check_kim_shape
 
 

@@ -28,13 +28,18 @@ from textcnn.core.engine import (
     check_selection_metric,
     seed_everything,
 )
+from textcnn.core.errors import TextCNNError, check_classes, did_you_mean
+from textcnn.core.io import atomic_write_json, atomic_write_text
+from textcnn.core.metrics import SELECTION_METRICS, evaluation_report, selection_metrics
 from textcnn.core.modeldir import ModelDir, open_model_dir, write_model_dir
-from textcnn.core.rundir import RunIdentity, default_run_folder, open_run_folder, run_identity
-from textcnn.data import holdout_split
-from textcnn.errors import TextCNNError, check_classes, did_you_mean
-from textcnn.io import atomic_write_json, atomic_write_text
-from textcnn.metrics import SELECTION_METRICS, evaluation_report, selection_metrics
-from textcnn.pipeline import TrainOutcome
+from textcnn.core.rundir import (
+    RunIdentity,
+    TrainOutcome,
+    default_run_folder,
+    open_run_folder,
+    run_identity,
+)
+from textcnn.core.splits import holdout_split
 from vision.data import ImageData, load_images, read_image, split_indices
 from vision.registry import create_model, list_models
 from vision.transforms import Augment, normalize, resize, to_channels
@@ -368,7 +373,7 @@ def eval_data(meta: dict[str, Any], data_spec: str | None) -> ImageData:
 
 
 def evaluate_image_model(model_dir: str | Path, data_spec: str | None = None) -> dict[str, Any]:
-    """Accuracy, macro-F1, per-class report and confusion matrix (`textcnn.metrics` format) of a
+    """Accuracy, macro-F1, per-class report and confusion matrix (`textcnn.core.metrics` format) of a
     saved model on `data_spec` (see `eval_data`)."""
     model, meta = load_image_model(model_dir)
     return _report(model, eval_data(meta, data_spec), meta)

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from textcnn.core.errors import TextCNNError
 from textcnn.core.registry import resolve
-from textcnn.errors import TextCNNError
 from vision.models.base import ImageClassifier
 
 Builder = TypeVar("Builder", bound=Callable[..., ImageClassifier])

@@ -39,7 +39,7 @@ import yaml
 from safetensors.torch import load_file
 
 from textcnn.core.engine import autocast_precision, resolve_device
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 from textcnn.pipeline import train_from_recipe
 from textcnn.recipe import TextRecipe
 from vision.detection.pipeline import DetectionRecipe

@@ -184,7 +184,7 @@ def test_fold_groups_keep_seeds_and_non_cnn_runs_apart():
 
 
 def test_train_fold_recipes_refuses_recipes_that_differ_beyond_the_fold(tmp_path):
-    from textcnn.errors import TextCNNError
+    from textcnn.core.errors import TextCNNError
     from textcnn.pipeline import train_fold_recipes
     from textcnn.recipe import text_recipe
 

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 import textcnn.estimator as estimator_module
 from textcnn import TextCNNClassifier
 from textcnn.cli import main
+from textcnn.core.errors import TextCNNError
 from textcnn.data import read_table
-from textcnn.errors import TextCNNError
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = dict(maps=8, embedding_dim=16, widths=(2, 3), epochs=3, batch_size=25, seed=0)

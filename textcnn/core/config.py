@@ -22,8 +22,8 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 
+from textcnn.core.errors import TextCNNError, did_you_mean
 from textcnn.core.rundir import check_run_name
-from textcnn.errors import TextCNNError, did_you_mean
 
 T = TypeVar("T")
 _EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")

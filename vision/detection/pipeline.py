@@ -35,11 +35,16 @@ from textcnn.core.engine import (
     check_selection_metric,
     seed_everything,
 )
+from textcnn.core.errors import TextCNNError, did_you_mean
+from textcnn.core.io import atomic_write_json, atomic_write_text
 from textcnn.core.modeldir import open_model_dir
-from textcnn.core.rundir import RunIdentity, default_run_folder, open_run_folder, run_identity
-from textcnn.errors import TextCNNError, did_you_mean
-from textcnn.io import atomic_write_json, atomic_write_text
-from textcnn.pipeline import TrainOutcome
+from textcnn.core.rundir import (
+    RunIdentity,
+    TrainOutcome,
+    default_run_folder,
+    open_run_folder,
+    run_identity,
+)
 from vision.data import read_image
 from vision.detection.data import (
     DetectionAugment,

@@ -72,7 +72,7 @@ def plot_confusion_matrix(report: dict[str, Any], path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from textcnn.io import atomic_write
+    from textcnn.core.io import atomic_write
 
     matrix = np.asarray(report["confusion_matrix"])
     names = report["labels"]
