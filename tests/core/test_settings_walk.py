@@ -40,8 +40,8 @@ from safetensors.torch import load_file
 
 from textcnn.core.engine import autocast_precision, resolve_device
 from textcnn.core.errors import TextCNNError
-from textcnn.pipeline import train_from_recipe
 from textcnn.recipe import TextRecipe
+from textcnn.tasks import train_from_recipe
 from vision.detection.pipeline import DetectionRecipe
 from vision.pipeline import ImageRecipe
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from textcnn.batch import plan_runs, read_results, summarize, write_tables
+from textcnn.batch import plan_runs, read_results, write_tables
 from textcnn.cli import main
+from textcnn.tasks import summarize
 
 REPO = Path(__file__).resolve().parents[2]
 KIM = REPO / "recipes" / "kim2014"

@@ -234,7 +234,7 @@ def test_predict_stream_yields_before_reading_all_inputs(fitted, sample, monkeyp
     monkeypatch.setattr(pipeline, "CHUNK_TEXTS", 50)
     _, _, Xt, _ = sample
     texts = (Xt * 3)[:260]
-    predictions, read_at_first = stream_and_count(fitted, texts, top_k=2)
+    predictions, read_at_first = stream_and_count(pipeline.predict_stream, fitted, texts, top_k=2)
     assert read_at_first == 50 < len(texts)
     proba = fitted.predict_proba(texts)
     assert [p.input for p in predictions] == texts

@@ -48,6 +48,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def load_recipe_dict(path: str | Path, overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """Read a recipe file and apply `--set` overrides; the result is still plain data."""
+    return apply_overrides(read_yaml(path), overrides)
+
+
 def parse_override(item: str) -> tuple[list[str], Any]:
     """Split `model.dropout=0.3` into (['model', 'dropout'], 0.3); the value is read as YAML."""
     key, sep, raw = item.partition("=")
