@@ -8,6 +8,7 @@ statement of every module (function-level ones included), parsed, against the al
 from __future__ import annotations
 
 import ast
+import graphlib
 import json
 import subprocess
 import sys
@@ -75,13 +76,24 @@ def test_cli_help_imports_no_torch():
     assert not [m for m in modules if m.split(".")[0] in TEXT_ONLY_PACKAGES]
 
 
-def imports_of(path: Path, module: str) -> list[tuple[int, str]]:
-    """Every project module `path` imports (line, module name), at any depth of the file;
-    relative imports are resolved; `from pkg import name` counts `pkg.name` when that is a
-    module of the project, else `pkg`."""
+def module_level(tree: ast.Module) -> list[ast.stmt]:
+    """The statements that run when a module is imported (those of `try` blocks too; not those
+    of functions, classes or `if TYPE_CHECKING:`)."""
+    found = []
+    for node in tree.body:
+        found += [node, *(module_level(ast.Module(node.body + node.orelse + node.finalbody, []))
+                          if isinstance(node, ast.Try) else [])]
+    return found
+
+
+def imports_of(path: Path, module: str, *, at_import: bool = False) -> list[tuple[int, str]]:
+    """Every project module `path` imports (line, module name), at any depth of the file (with
+    `at_import`: only when it is imported); relative imports are resolved; `from pkg import
+    name` counts `pkg.name` when that is a module of the project, else `pkg`."""
     package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
     found = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in module_level(tree) if at_import else ast.walk(tree):
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -116,6 +128,25 @@ def test_every_import_follows_the_layers():
                 forbidden.append(f"{path.relative_to(REPO)}:{line}: {layer(module)} {module} -> "
                                  f"{layer(target)} {target}")
     assert not forbidden, "\n".join(forbidden)
+
+
+def test_the_modules_import_one_another_without_a_cycle():
+    """Importing a module runs its parent packages too, so they count as imported; imports made
+    only inside functions (the registries load their model files on first use) do not."""
+    modules = all_modules()
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        graph[module] = set()
+        for _, target in imports_of(path, module, at_import=True):
+            parts = target.split(".")
+            graph[module] |= {name for name in (".".join(parts[:i]) for i in range(1, len(parts) + 1))
+                              if name in modules and name != module and not module.startswith(name + ".")}
+    try:
+        order = list(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError as err:
+        pytest.fail(f"import cycle: {' -> '.join(err.args[1])}")
+    assert {"textcnn.core.errors", "vision.data"} <= graph["vision.pipeline"]  # the graph is not empty
+    assert order.index("textcnn.core.errors") < order.index("vision.data") < order.index("vision.pipeline")
 
 
 def test_the_import_check_sees_function_level_and_relative_imports(tmp_path):
