@@ -235,7 +235,8 @@ def predict(model: str, texts: tuple[str, ...], input_file: str | None, encoding
 @user_errors
 def batch(recipes: tuple[str, ...], out: str, jobs: int, folds: int | None, only: tuple[str, ...],
           overrides: tuple[str, ...], seeds: str | None, fold_batched: bool, overwrite: bool) -> None:
-    """Run every run of RECIPES (files or directories) and tabulate the results.
+    """Run every run of RECIPES (files or directories; text, image or detection) and tabulate
+    the results, a table per task.
 
     Resumable: rerun with the same --out and finished runs (same recipe and data) are skipped;
     runs that changed are refused, naming the first difference, unless --overwrite.
@@ -246,6 +247,7 @@ def batch(recipes: tuple[str, ...], out: str, jobs: int, folds: int | None, only
       textcnn batch recipes/kim2014/trec.yaml --out runs/trec --only 'trec/rand' --seeds 0,1,2
       textcnn batch recipes/kim2014/mr.yaml --out runs/mr --only 'mr/rand/*' --fold-batched \\
         --set train.device=cuda
+      textcnn batch recipes/vision --out runs/vision --only 'lenet5*' --only 'ssd*'
     """
     from textcnn.batch import run_batch
 
