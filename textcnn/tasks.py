@@ -50,6 +50,9 @@ def _cell(stats: dict[str, float] | None, scale: float = 1.0, digits: int = 1) -
     return f"{scale * stats['mean']:.{digits}f} ± {scale * stats['std']:.{digits}f} (n={stats['n']})"
 
 
+# -- the interface ----------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class PredictOptions:
     """What `textcnn predict` was asked for; a classifier reads the first three, a detector the
@@ -61,9 +64,6 @@ class PredictOptions:
     score_threshold: float | None = None  # detector: keep detections scoring at least this [0.5]
     out_dir: str | None = None  # detector: write each image with its boxes and detections.json here
     out_format: str = "text"  # 'text' (tab-separated lines) or 'jsonl'
-
-
-# -- the interface ----------------------------------------------------------------------------------
 
 
 class Task:
