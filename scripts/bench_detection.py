@@ -29,8 +29,8 @@ import torch
 
 from textcnn.batch import machine_description
 from textcnn.core.config import apply_overrides, read_yaml
+from textcnn.core.io import atomic_write_json, atomic_write_text
 from textcnn.core.memory import keep_freed_memory
-from textcnn.io import atomic_write_json, atomic_write_text
 from vision.detection.pipeline import (
     detection_recipe,
     load_detection_splits,

@@ -1,7 +1,7 @@
 """Speed of training all folds of a cross-validation run as one batched model.
 
 Workload: Kim's CNN-rand (300-d embeddings, widths 3/4/5 x 100 maps, batch 50, Adadelta,
-dropout 0.5, max-norm 3) on MR, the seeded stratified 10-fold split (textcnn.data.kfold_splits);
+dropout 0.5, max-norm 3) on MR, the seeded stratified 10-fold split (textcnn.core.splits.kfold_splits);
 each fold holds out 10% of its training part as dev (as the estimator does) to pick its best
 epoch. One vocabulary is built on the folds' training text; dev and test words a fold never
 trained on become [UNK] for that fold. Timed paths, each over `--epochs` epochs after a warm-up:
@@ -43,7 +43,8 @@ sys.path.insert(0, str(REPO))
 from textcnn.batch import machine_description  # noqa: E402
 from textcnn.core.engine import resolve_device  # noqa: E402
 from textcnn.core.optim import create_optimizer  # noqa: E402
-from textcnn.data import LabelMap, holdout_split, kfold_splits, read_kim_file  # noqa: E402
+from textcnn.core.splits import holdout_split, kfold_splits  # noqa: E402
+from textcnn.data import LabelMap, read_kim_file  # noqa: E402
 from textcnn.fold_batched import (  # noqa: E402
     FoldFitConfig,
     fit_folds,

@@ -33,7 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def load_fold(data_dir: Path):
-    from textcnn.data import kfold_splits, read_kim_file
+    from textcnn.core.splits import kfold_splits
+    from textcnn.data import read_kim_file
 
     ds = read_kim_file(data_dir / "rt-polarity.all")
     texts, labels = list(ds["text"]), list(ds["label"])

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from textcnn.core.config import apply_overrides, read_yaml
-from textcnn.io import atomic_write_json, atomic_write_text
+from textcnn.core.io import atomic_write_json, atomic_write_text
 from vision import create_model
 from vision.pipeline import train_image_recipe, visualize
 

@@ -30,11 +30,11 @@ def shared_data() -> Path:
 
 @pytest.fixture
 def stream_and_count():
-    """A function that runs `textcnn.pipeline.predict_stream(model, items, **options)` and returns
-    all its predictions and how many of `items` it had read when it yielded the first."""
-    from textcnn.pipeline import predict_stream
+    """A function that runs a prediction stream `predict(model, items, **options)` (e.g.
+    `textcnn.pipeline.predict_stream`) and returns all its predictions and how many of `items` it
+    had read when it yielded the first."""
 
-    def run(model, items, **options):
+    def run(predict_stream, model, items, **options):
         read = []
 
         def reader():

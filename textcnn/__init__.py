@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["TextCNNClassifier", "load", "__version__"]
+__all__ = ["TextCNNClassifier", "TextCNNError", "load", "__version__"]
 
 if TYPE_CHECKING:
+    from textcnn.core.errors import TextCNNError
     from textcnn.estimator import TextCNNClassifier
 
 
@@ -21,6 +22,10 @@ def __getattr__(name: str) -> Any:
         from textcnn.estimator import TextCNNClassifier
 
         return TextCNNClassifier
+    if name == "TextCNNError":  # its home is textcnn.core.errors
+        from textcnn.core.errors import TextCNNError
+
+        return TextCNNError
     raise AttributeError(f"module 'textcnn' has no attribute '{name}'")
 
 

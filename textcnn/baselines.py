@@ -38,8 +38,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 from sklearn.utils.validation import check_is_fitted
 
+from textcnn.core.errors import TextCNNError, check_classes
 from textcnn.core.registry import resolve
-from textcnn.errors import TextCNNError, check_classes
 
 TOKEN_PATTERN = r"(?u)\S+"
 TFIDF_LOGREG_C = 3.0

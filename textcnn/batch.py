@@ -1,5 +1,8 @@
 """Batch evaluation: recipes -> runs (dataset x model x fold x seed) -> results.jsonl -> tables.
 
+Recipes of every task (text, image, detection; see `textcnn.tasks`) run the same way; each task
+says what its rows hold and draws its own table (a batch of several tasks: a section each).
+
 A batch directory holds `results.jsonl` (one JSON object per finished run, appended and flushed
 by the parent process only, so no worker can corrupt it), `runs/<run name>/` (each run's model,
 logs and engine checkpoint) and `table.md` / `table.csv`. Every row carries its run's fingerprint
@@ -20,7 +23,6 @@ import multiprocessing
 import os
 import re
 import signal
-import statistics
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,8 +31,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from textcnn.benchmarks import BENCHMARKS, get_benchmark
-from textcnn.core.config import expand_runs
+from textcnn.core.config import expand_runs, load_recipe_dict
+from textcnn.core.errors import TextCNNError
+from textcnn.core.io import append_jsonl, atomic_write_text
 from textcnn.core.memory import keep_freed_memory
 from textcnn.core.rundir import (
     RUN_FILE,
@@ -41,20 +44,7 @@ from textcnn.core.rundir import (
     inside,
     read_run_record,
 )
-from textcnn.errors import TextCNNError
-from textcnn.io import append_jsonl, atomic_write_text
-from textcnn.recipe import load_recipe_dict, text_recipe
-
-PAPER_TABLE2: dict[str, dict[str, float]] = {
-    "CNN-rand": {"mr": 76.1, "sst1": 45.0, "sst2": 82.7, "subj": 89.6, "trec": 91.2, "cr": 79.8, "mpqa": 83.4},
-    "CNN-static": {"mr": 81.0, "sst1": 45.5, "sst2": 86.8, "subj": 93.0, "trec": 92.8, "cr": 84.7, "mpqa": 89.6},
-    "CNN-non-static": {"mr": 81.5, "sst1": 48.0, "sst2": 87.2, "subj": 93.4, "trec": 93.6, "cr": 84.3,
-                       "mpqa": 89.5},
-    "CNN-multichannel": {"mr": 81.1, "sst1": 47.4, "sst2": 88.1, "subj": 93.2, "trec": 92.2, "cr": 85.0,
-                         "mpqa": 89.4},
-    "NBSVM": {"mr": 79.4, "subj": 93.2, "cr": 81.8, "mpqa": 86.3},
-}
-"""Kim (2014) Table 2, as listed in the project's reference notes (accuracy, %)."""
+from textcnn.tasks import TASKS, task_for_recipe
 
 
 @dataclass
@@ -62,8 +52,13 @@ class RunSpec:
     """One run of a batch: a fully expanded recipe."""
 
     name: str  # unique within the batch, e.g. "kim2014/mr/rand/fold=3"
-    recipe: dict[str, Any]  # plain recipe data, ready for `text_recipe`
+    recipe: dict[str, Any]  # plain recipe data, ready for its task's `check`
     source: str  # the recipe file it came from
+    task: str = "text"  # the recipe's task (a name in textcnn.tasks.TASKS)
+
+    def checked(self) -> Any:
+        """The typed recipe (`Task.check`)."""
+        return TASKS[self.task].check(self.recipe, source=self.source)
 
 
 def recipe_files(paths: Sequence[str | Path]) -> list[Path]:
@@ -93,32 +88,21 @@ def plan_runs(paths: Sequence[str | Path], *, overrides: Sequence[str] = (), fol
     runs: list[RunSpec] = []
     for path in recipe_files(paths):
         data = load_recipe_dict(path, list(overrides))
+        task = task_for_recipe(data, source=path)
         base = check_run_name(str(data.get("name") or path.stem), f"{path}: name")
         try:
             expanded = expand_runs(data, name=base)
         except TextCNNError as exc:
             raise TextCNNError(f"{path}: {exc}") from None
         for name, recipe in expanded:
-            checked = text_recipe(recipe, source=f"{path} ({name})")  # fail before any run starts
-            n_folds = 1
-            if checked.data.dataset and get_benchmark(checked.data.dataset).cv:
-                n_folds = checked.data.folds if folds is None else min(folds, checked.data.folds)
-            for fold in range(n_folds):
-                spec = dict(recipe, name=name)
-                if n_folds > 1 or (checked.data.dataset and get_benchmark(checked.data.dataset).cv):
-                    spec = {**spec, "data": {**spec.get("data", {}), "fold": fold}}
-                    run_name = f"{name}/fold={fold}"
-                else:
-                    run_name = name
+            checked = task.check(recipe, source=f"{path} ({name})")  # fail before any run starts
+            for run_name, spec in task.runs(recipe, checked, name=name, folds=folds):
                 for seed in seeds or [checked.train.seed]:
                     if seed == checked.train.seed:
-                        runs.append(RunSpec(run_name, spec, str(path)))
+                        runs.append(RunSpec(run_name, spec, str(path), task.name))
                     else:
-                        split_seed = (checked.train.seed if checked.data.split_seed is None
-                                      else checked.data.split_seed)
-                        seeded = {**spec, "train": {**spec.get("train", {}), "seed": seed},
-                                  "data": {**spec.get("data", {}), "split_seed": split_seed}}
-                        runs.append(RunSpec(f"{run_name}/seed={seed}", seeded, str(path)))
+                        runs.append(RunSpec(f"{run_name}/seed={seed}", task.reseeded(spec, checked, seed),
+                                            str(path), task.name))
     seen: set[str] = set()
     for run in runs:
         if run.name in seen:
@@ -142,7 +126,7 @@ def plan_runs(paths: Sequence[str | Path], *, overrides: Sequence[str] = (), fol
 
 def read_results(path: Path) -> list[dict[str, Any]]:
     """The finished runs of a batch; a line that is not JSON (torn by a crash mid-write) is
-    skipped with a warning (the next append cuts it off, see `textcnn.io.append_jsonl`)."""
+    skipped with a warning (the next append cuts it off, see `textcnn.core.io.append_jsonl`)."""
     if not path.is_file():
         return []
     rows = []
@@ -159,22 +143,9 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _row(run: RunSpec, recipe, metrics: dict[str, Any], threads: int | None) -> dict[str, Any]:
-    """A finished run's results.jsonl row."""
-    m = metrics
-    return {"run": run.name, "dataset": recipe.data.dataset or recipe.data.train,
-            "model": model_label(recipe), "variant": recipe.model.variant,
-            "vectors": recipe.embeddings.path if recipe.model.arch == "kim-cnn" and
-            recipe.model.variant != "rand" else None,
-            "fold": recipe.data.fold if recipe.data.dataset and get_benchmark(recipe.data.dataset).cv else None,
-            "seed": recipe.train.seed, "phrases": recipe.data.phrases,
-            "fingerprint": m.get("fingerprint"),
-            "accuracy": m.get("test_accuracy"), "macro_f1": m.get("test_macro_f1"),
-            "dev_accuracy": m.get("dev_accuracy"), "epochs_run": m.get("epochs_run"),
-            "stopped_by": m.get("stopped_by"),
-            "best_epoch": m.get("best_epoch"), "train_seconds": m.get("train_seconds"),
-            "wall_seconds": m.get("wall_seconds"), "fold_batched": m.get("fold_batched"),
-            "precision": m.get("precision"), "cuda_graphs": m.get("cuda_graphs"),
+def _row(run: RunSpec, recipe: Any, metrics: dict[str, Any], threads: int | None) -> dict[str, Any]:
+    """A finished run's results.jsonl row: its name and task, its task's fields, where it ran."""
+    return {"run": run.name, "task": run.task, **TASKS[run.task].batch_row(recipe, metrics),
             "machine": machine_description(recipe.train.device, threads), "source": run.source}
 
 
@@ -187,40 +158,34 @@ def _run_task(runs: list[RunSpec], out_dir: str, threads: int | None,
               overwrite: bool = False) -> list[dict[str, Any]]:
     """Train and test one run, or a group of folds as one batched model (in a worker process);
     returns their results.jsonl rows."""
-    from textcnn.pipeline import train_fold_recipes, train_recipe
-
-    recipes = [text_recipe(run.recipe, source=run.source) for run in runs]
+    task = TASKS[runs[0].task]
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-        for recipe in recipes:
-            recipe.train.threads = threads
+        runs = [RunSpec(run.name, {**run.recipe, "train": {**run.recipe.get("train", {}), "threads": threads}},
+                        run.source, run.task) for run in runs]
     dirs = [run_folder(out_dir, run.name) for run in runs]
-    outcomes = (train_fold_recipes(recipes, dirs, overwrite=overwrite) if len(runs) > 1
-                else [train_recipe(recipes[0], dirs[0], overwrite=overwrite)])
-    return [_row(run, recipe, outcome.metrics, threads)
-            for run, recipe, outcome in zip(runs, recipes, outcomes)]
+    outcomes = task.train_runs([(run.recipe, run.source) for run in runs], dirs, overwrite=overwrite)
+    return [_row(run, run.checked(), outcome.metrics, threads) for run, outcome in zip(runs, outcomes)]
 
 
 def fold_groups(runs: Sequence[RunSpec], *, fold_batched: bool) -> list[list[RunSpec]]:
-    """The batch's tasks: one run each, or with `fold_batched` the Kim CNN folds of one
-    cross-validation recipe (and seed) together, to train as one batched model."""
+    """The batch's tasks: one run each, or with `fold_batched` the runs that their task groups
+    (the Kim CNN folds of one cross-validation recipe and seed) together, to train as one model."""
     if not fold_batched:
         return [[run] for run in runs]
-    groups: dict[str, list[RunSpec]] = {}
+    groups: dict[tuple[str, str], list[RunSpec]] = {}
     tasks: list[list[RunSpec]] = []
     for run in runs:
-        recipe = text_recipe(run.recipe, source=run.source)
-        cv = recipe.data.dataset and get_benchmark(recipe.data.dataset).cv
-        if recipe.model.arch != "kim-cnn" or not cv:
+        key = TASKS[run.task].group_key(run.checked(), run.name)
+        if key is None:
             tasks.append([run])
             continue
-        key = re.sub(r"/fold=\d+", "", run.name)
-        if key not in groups:
-            groups[key] = []
-            tasks.append(groups[key])
-        groups[key].append(run)
+        if (run.task, key) not in groups:
+            groups[run.task, key] = []
+            tasks.append(groups[run.task, key])
+        groups[run.task, key].append(run)
     return tasks
 
 
@@ -258,34 +223,18 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def model_label(recipe) -> str:
-    """The table row a run belongs to, e.g. 'CNN-static (word2vec)' or 'NBSVM'."""
-    arch = recipe.model.arch
-    if arch != "kim-cnn":
-        return {"nbsvm": "NBSVM", "tfidf-logreg": "TF-IDF+LR"}[arch]
-    label = f"CNN-{recipe.model.variant}"
-    if recipe.model.variant != "rand":
-        source = recipe.embeddings.path or "?"
-        label += f" ({source if source in ('word2vec', 'minilm') else Path(source).name})"
-    if recipe.data.dataset in ("sst1", "sst2") and not recipe.data.phrases:
-        label += " [sentences only]"
-    return label
-
-
 def _changed_runs(runs: Sequence[RunSpec], out: Path, rows: Sequence[dict[str, Any]]
                   ) -> tuple[set[str], set[str], dict[str, str]]:
     """Which planned runs are done (a row with their fingerprint), which have a row without any
     fingerprint (written by an older version), and which changed since their row or folder was
     written (name -> the first difference, in a few words)."""
-    from textcnn.pipeline import text_run_identity
-
     by_name = {row["run"]: row for row in rows}
     digests: dict[str, str | None] = {}  # each data file is hashed once for the whole plan
     done: set[str] = set()
     legacy: set[str] = set()
     changed: dict[str, str] = {}
     for run in runs:
-        identity = text_run_identity(text_recipe(run.recipe, source=run.source), digests=digests)
+        identity = TASKS[run.task].identity(run.checked(), digests=digests)
         row = by_name.get(run.name)
         if row is not None and row.get("fingerprint") == identity.fingerprint:
             done.add(run.name)
@@ -309,13 +258,6 @@ def _changed_runs(runs: Sequence[RunSpec], out: Path, rows: Sequence[dict[str, A
     return done, legacy, changed
 
 
-def _accuracy_text(row: dict[str, Any]) -> str:
-    if row.get("accuracy") is not None:
-        return f"accuracy {row['accuracy']:.4f}"
-    dev = row.get("dev_accuracy")
-    return "no test split" + (f" (dev accuracy {dev:.4f})" if dev is not None else "")
-
-
 def run_batch(paths: Sequence[str | Path], out_dir: str | Path, *, jobs: int = 1,
               folds: int | None = None, only: Sequence[str] = (), overrides: Sequence[str] = (),
               seeds: Sequence[int] = (), fold_batched: bool = False, overwrite: bool = False,
@@ -328,7 +270,8 @@ def run_batch(paths: Sequence[str | Path], out_dir: str | Path, *, jobs: int = 1
     Rows from before fingerprints (none in the row) count as done by name, with a note; with
     `overwrite` they are rerun too.
     With `fold_batched`, the Kim CNN folds of each cross-validation recipe train as one batched
-    model (`textcnn.pipeline.train_fold_recipes`), one task per recipe; meant for a GPU."""
+    model (`textcnn.pipeline.train_fold_recipes`), one task per recipe; meant for a GPU; other
+    runs train alone."""
     out = Path(out_dir)
     runs = plan_runs(paths, overrides=overrides, folds=folds, only=only, seeds=seeds)
     with folder_lock(out):
@@ -369,7 +312,7 @@ def _run_pending(runs: list[RunSpec], out: Path, *, jobs: int, fold_batched: boo
         else:
             append_jsonl(results_file, row)
             stopped = " (stopped by train.max_seconds)" if row.get("stopped_by") == "time" else ""
-            echo(f"  done {run.name}: {_accuracy_text(row)} in {row['train_seconds']:.0f}s{stopped}")
+            echo(f"  done {run.name}: {TASKS[run.task].row_summary(row)} in {row['train_seconds']:.0f}s{stopped}")
         bar.update(1)
 
     try:
@@ -408,69 +351,32 @@ def _run_pending(runs: list[RunSpec], out: Path, *, jobs: int, fold_batched: boo
     return rows
 
 
-def summarize(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str], dict[str, float]]:
-    """Mean and standard deviation of accuracy (%) per (model, dataset) over folds and seeds."""
-    groups: dict[tuple[str, str], list[float]] = {}
-    for row in rows:
-        if row.get("accuracy") is not None:
-            groups.setdefault((row["model"], row["dataset"]), []).append(100 * row["accuracy"])
-    return {key: {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0,
-                  "n": len(v)} for key, v in groups.items()}
-
-
-def _paper_figure(model: str, dataset: str) -> float | None:
-    base = model.split(" ")[0]
-    if "[sentences only]" in model:
-        return None
-    return PAPER_TABLE2.get(base, {}).get(dataset)
-
-
-def _row_order(model: str) -> tuple:
-    """The paper's row order: rand, static, non-static, multichannel, then the baselines."""
-    order = ["CNN-rand", "CNN-static", "CNN-non-static", "CNN-multichannel", "NBSVM", "TF-IDF+LR"]
-    base = model.split(" ")[0]
-    return (order.index(base) if base in order else len(order), "[sentences only]" in model, model)
-
-
 def write_tables(rows: Sequence[dict[str, Any]], out_dir: Path) -> None:
-    """table.md and table.csv: rows are models, columns are datasets in the paper's order. Runs
-    without a test split have no accuracy: their cell says so, with how many there are."""
-    stats = summarize(rows)
-    untested: dict[tuple[str, str], int] = {}
-    for row in rows:
-        key = (row["model"], row["dataset"])
-        if row.get("accuracy") is None and key not in stats:
-            untested[key] = untested.get(key, 0) + 1
-    keys = [*stats, *untested]
-    datasets = [d for d in BENCHMARKS if any(k[1] == d for k in keys)]
-    datasets += sorted({k[1] for k in keys} - set(datasets))
-    models = sorted({k[0] for k in keys}, key=_row_order)
-    titles = [BENCHMARKS[d].title if d in BENCHMARKS else d for d in datasets]
-    md = ["| model | " + " | ".join(titles) + " |", "|---" * (len(datasets) + 1) + "|"]
+    """table.md and table.csv: each task's table of its rows (`Task.table`; a row without a task
+    is text). Rows of several tasks give a section per task in table.md, and one table.csv whose
+    first column names the task, with every task's columns."""
+    by_task = {name: [row for row in rows if row.get("task", "text") == name] for name in TASKS}
+    tables = {name: TASKS[name].table(found) for name, found in by_task.items() if found} \
+        or {"text": TASKS["text"].table([])}
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["model", "dataset", "mean", "std", "n", "paper"])
-    for model in models:
-        cells = []
-        for d in datasets:
-            s, paper = stats.get((model, d)), _paper_figure(model, d)
-            if (model, d) in untested:
-                cells.append(f"no test split (n={untested[model, d]})")
-                writer.writerow([model, d, "", "", untested[model, d], "" if paper is None else paper])
-                continue
-            if s is None:
-                cells.append("–")
-                continue
-            cell = f"{s['mean']:.1f} ± {s['std']:.1f} (n={s['n']})"
-            cells.append(cell + (f" [paper {paper:.1f}]" if paper is not None else ""))
-            writer.writerow([model, d, f"{s['mean']:.2f}", f"{s['std']:.2f}", s["n"],
-                             "" if paper is None else paper])
-        md.append(f"| {model} | " + " | ".join(cells) + " |")
-    md += ["", "Accuracy (%) on the test folds / test split: mean ± std over folds and seeds, n runs; "
-           "[paper X] is Kim (2014) Table 2 where it has the row."]
-    atomic_write_text(out_dir / "table.md", "\n".join(md) + "\n")
+    if len(tables) == 1:
+        (table,) = tables.values()
+        md = table.markdown
+        writer.writerow(table.header)
+        writer.writerows(table.rows)
+    else:
+        columns = list(dict.fromkeys(c for table in tables.values() for c in table.header))
+        md = []
+        writer.writerow(["task", *columns])
+        for name, table in tables.items():
+            md += [f"## {TASKS[name].title}", "", *table.markdown, ""]
+            for row in table.rows:
+                cells = dict(zip(table.header, row))
+                writer.writerow([name, *(cells.get(c, "") for c in columns)])
+    atomic_write_text(out_dir / "table.md", "\n".join(md).rstrip("\n") + "\n")
     atomic_write_text(out_dir / "table.csv", buf.getvalue())
 
 
-__all__ = ["RunSpec", "plan_runs", "run_batch", "read_results", "summarize", "write_tables",
-           "model_label", "PAPER_TABLE2"]
+__all__ = ["RunSpec", "fold_groups", "machine_description", "plan_runs", "read_results", "run_batch",
+           "write_tables"]

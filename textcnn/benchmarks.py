@@ -6,8 +6,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from textcnn.data import kfold_splits, load_data, read_kim_file, read_sst_trees
-from textcnn.errors import TextCNNError, did_you_mean
+from textcnn.core.errors import TextCNNError, did_you_mean
+from textcnn.core.splits import kfold_splits
+from textcnn.data import load_data, read_kim_file, read_sst_trees
 from textcnn.recipe import DataSection, TextRecipe, default_data_dir
 
 
@@ -34,6 +35,40 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in [
     Benchmark("cr", "CR", 2, ("custrev.all",), cv=True),
     Benchmark("mpqa", "MPQA", 2, ("mpqa.all",), cv=True),
 ]}
+
+PAPER_TABLE2: dict[str, dict[str, float]] = {
+    "CNN-rand": {"mr": 76.1, "sst1": 45.0, "sst2": 82.7, "subj": 89.6, "trec": 91.2, "cr": 79.8, "mpqa": 83.4},
+    "CNN-static": {"mr": 81.0, "sst1": 45.5, "sst2": 86.8, "subj": 93.0, "trec": 92.8, "cr": 84.7, "mpqa": 89.6},
+    "CNN-non-static": {"mr": 81.5, "sst1": 48.0, "sst2": 87.2, "subj": 93.4, "trec": 93.6, "cr": 84.3,
+                       "mpqa": 89.5},
+    "CNN-multichannel": {"mr": 81.1, "sst1": 47.4, "sst2": 88.1, "subj": 93.2, "trec": 92.2, "cr": 85.0,
+                         "mpqa": 89.4},
+    "NBSVM": {"mr": 79.4, "subj": 93.2, "cr": 81.8, "mpqa": 86.3},
+}
+"""Kim (2014) Table 2, as listed in the project's reference notes (accuracy, %)."""
+
+
+def paper_figure(model: str, dataset: str) -> float | None:
+    """Kim (2014)'s accuracy (%) for a table row (a `model_label`) on a dataset, if the paper has it."""
+    base = model.split(" ")[0]
+    if "[sentences only]" in model:
+        return None
+    return PAPER_TABLE2.get(base, {}).get(dataset)
+
+
+def model_label(recipe: TextRecipe) -> str:
+    """The table row a run belongs to, e.g. 'CNN-static (word2vec)' or 'NBSVM'."""
+    arch = recipe.model.arch
+    if arch != "kim-cnn":
+        return {"nbsvm": "NBSVM", "tfidf-logreg": "TF-IDF+LR"}[arch]
+    label = f"CNN-{recipe.model.variant}"
+    if recipe.model.variant != "rand":
+        source = recipe.embeddings.path or "?"
+        label += f" ({source if source in ('word2vec', 'minilm') else Path(source).name})"
+    if recipe.data.dataset in ("sst1", "sst2") and not recipe.data.phrases:
+        label += " [sentences only]"
+    return label
+
 
 SST_TREE_FILES = ("train.txt", "dev.txt", "test.txt")
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import click
 
 from textcnn import __version__
+from textcnn.core.errors import TextCNNError
 from textcnn.core.memory import keep_freed_memory
-from textcnn.errors import TextCNNError
 
 
 class UserError(click.ClickException):
@@ -93,7 +93,8 @@ def train(recipe: str, overrides: tuple[str, ...], out: str | None, device: str 
     Example:
       textcnn train recipes/quickstart.yaml --set train.epochs=5 --out runs/qs
     """
-    from textcnn.pipeline import time_note, train_from_recipe
+    from textcnn.core.rundir import time_note
+    from textcnn.tasks import train_from_recipe
 
     sets = list(overrides)
     if device:
@@ -131,22 +132,17 @@ def evaluate(model: str, data_file: str | None, data_format: str | None, text_co
       textcnn evaluate runs/lenet5-digits/model
       textcnn evaluate runs/ssd-shapes/model --json
     """
-    from textcnn.metrics import format_report, plot_confusion_matrix
-    from textcnn.pipeline import evaluate_model
+    from textcnn.tasks import task_for_model
 
-    report = evaluate_model(model, data_file, data_format=data_format, text_column=text_column,
-                            label_column=label_column)
-    if "map_50" in report:  # a detector
-        from vision.detection.pipeline import format_detection_report
-
-        if plot:
-            raise UserError("--plot: a detector has no confusion matrix; draw detections with "
-                            "`textcnn predict MODEL IMAGE --out DIR`")
-        click.echo(json.dumps(report, indent=2) if as_json else format_detection_report(report))
-        return
-    click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+    task = task_for_model(model)
+    if plot and task.role == "detector":
+        raise UserError("--plot: a detector has no confusion matrix; draw detections with "
+                        "`textcnn predict MODEL IMAGE --out DIR`")
+    report = task.evaluate(model, data_file, data_format=data_format, text_column=text_column,
+                           label_column=label_column)
+    click.echo(json.dumps(report, indent=2) if as_json else task.format_report(report))
     if plot:
-        plot_confusion_matrix(report, plot)
+        task.plot_report(report, plot)
 
 
 @main.command(context_settings=CONTEXT)
@@ -187,14 +183,15 @@ def predict(model: str, texts: tuple[str, ...], input_file: str | None, encoding
     """
     import itertools
 
-    from textcnn.pipeline import model_kind, predict_stream, read_lines
+    from textcnn.core.streaming import read_lines
+    from textcnn.tasks import PredictOptions, task_for_model
 
     if not texts and input_file is None:
         raise UserError("predict: expected TEXT arguments or --input FILE, got neither")
     if encoding is not None and input_file is None:
         raise UserError(f"--encoding: applies to --input FILE, which was not given (got --encoding {encoding})")
-    kind = model_kind(model)
-    if kind == "detector":
+    task = task_for_model(model)
+    if task.role == "detector":
         for given, option in ((threshold, "--threshold"), (abstain, "--abstain"), (top_k, "--top-k")):
             if given is not None:
                 raise UserError(f"{option}: is for classifiers; {model} is a detector"
@@ -210,36 +207,10 @@ def predict(model: str, texts: tuple[str, ...], input_file: str | None, encoding
             stream = stack.enter_context(click.open_file(input_file, "rb"))
             items = itertools.chain(texts, read_lines(stream, encoding=encoding or "utf-8",
                                                       name="<stdin>" if input_file == "-" else input_file))
-        if kind == "detector":
-            _echo_detections(model, items, out_dir=out_dir, out_format=out_format,
-                             score_threshold=score_threshold)
-            return
-        decided = threshold is not None
-        for p in predict_stream(model, items, top_k=top_k or 1, threshold=threshold, abstain=abstain):
-            if out_format == "jsonl":
-                click.echo(json.dumps({"text": p.input, "label": p.label, "labels": [
-                    {"label": label, "probability": round(prob, 6)} for label, prob in p.ranked]}))
-                continue
-            shown = "  ".join(f"{label} ({prob:.3f})" for label, prob in p.ranked)
-            if decided:
-                label = (",".join(map(str, p.label)) or "(none)") if isinstance(p.label, list) \
-                    else "(abstain)" if p.label is None else p.label
-                shown = f"{label}\t{shown}"
-            click.echo(f"{shown}\t{p.input}")
-
-
-def _echo_detections(model: str, images: Iterable[str], *, out_dir: str | None, out_format: str,
-                     score_threshold: float | None) -> None:
-    """`predict` for a detector: a line per image as it is done."""
-    from vision.detection.pipeline import DEFAULT_SCORE_THRESHOLD, iter_detections
-
-    threshold = DEFAULT_SCORE_THRESHOLD if score_threshold is None else score_threshold
-    for result in iter_detections(model, images, out_dir=out_dir, score_threshold=threshold):
-        if out_format == "jsonl":
-            click.echo(json.dumps(result))
-        else:
-            found = "  ".join(f"{d['label']} ({d['score']:.3f}) {d['box']}" for d in result["detections"])
-            click.echo(f"{result['image']}\t{found or '(nothing found)'}")
+        options = PredictOptions(top_k=top_k, threshold=threshold, abstain=abstain,
+                                 score_threshold=score_threshold, out_dir=out_dir, out_format=out_format)
+        for line in task.prediction_lines(model, items, options):
+            click.echo(line)
     if out_dir:
         click.echo(f"drawn images and detections.json in {out_dir}", err=True)
 
@@ -264,7 +235,8 @@ def _echo_detections(model: str, images: Iterable[str], *, out_dir: str | None, 
 @user_errors
 def batch(recipes: tuple[str, ...], out: str, jobs: int, folds: int | None, only: tuple[str, ...],
           overrides: tuple[str, ...], seeds: str | None, fold_batched: bool, overwrite: bool) -> None:
-    """Run every run of RECIPES (files or directories) and tabulate the results.
+    """Run every run of RECIPES (files or directories; text, image or detection) and tabulate
+    the results, a table per task.
 
     Resumable: rerun with the same --out and finished runs (same recipe and data) are skipped;
     runs that changed are refused, naming the first difference, unless --overwrite.
@@ -275,6 +247,7 @@ def batch(recipes: tuple[str, ...], out: str, jobs: int, folds: int | None, only
       textcnn batch recipes/kim2014/trec.yaml --out runs/trec --only 'trec/rand' --seeds 0,1,2
       textcnn batch recipes/kim2014/mr.yaml --out runs/mr --only 'mr/rand/*' --fold-batched \\
         --set train.device=cuda
+      textcnn batch recipes/vision --out runs/vision --only 'lenet5*' --only 'ssd*'
     """
     from textcnn.batch import run_batch
 
@@ -310,13 +283,14 @@ def visualize(model: str, out: str, data_file: str | None, maps: str, samples: i
       textcnn visualize runs/lenet5-digits/model --out viz/lenet5
       textcnn visualize runs/quickstart/model --out viz/qs --data data/sample/train.csv
     """
-    from textcnn.pipeline import visualize_model
+    from textcnn.tasks import task_for_model
 
     try:
         chosen = tuple(int(m) for m in maps.split(",") if m.strip())
     except ValueError:
         raise UserError(f"--maps: expected comma-separated integers such as 0,1,2, got '{maps}'") from None
-    for path in visualize_model(model, out, data_file=data_file, maps=chosen, samples=samples, top=top):
+    task = task_for_model(model)
+    for path in task.visualize(model, out, data_file=data_file, maps=chosen, samples=samples, top=top):
         click.echo(path)
 
 

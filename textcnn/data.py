@@ -12,12 +12,10 @@ benchmark files give exactly the counts in their README.
 from __future__ import annotations
 
 import csv
-import importlib
 import json
 import os
 import re
 import sys
-import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -25,12 +23,12 @@ from typing import Any
 
 import datasets
 import numpy as np
-from datasets.exceptions import DatasetGenerationError, DatasetNotFoundError
+from datasets.exceptions import DatasetGenerationError
 
-from textcnn.core.digest import sha256_files
+from textcnn.core.errors import TextCNNError, did_you_mean
+from textcnn.core.hub import content_cache_dir, is_saved_dataset, open_hub_dataset, root_cause
 from textcnn.core.registry import resolve
-from textcnn.errors import TextCNNError, did_you_mean
-from textcnn.tokenizer import materialize
+from textcnn.core.splits import materialize
 
 # Loading a small local file should not draw progress bars over the CLI's own output.
 datasets.disable_progress_bars()
@@ -209,26 +207,8 @@ _SUFFIX_FORMATS = {
     ".parquet": "parquet", ".pq": "parquet",
 }
 
-def _network_errors() -> tuple[type[BaseException], ...]:
-    """OSError (ConnectionError, huggingface_hub's errors) and the HTTP client's own base error."""
-    errors: list[type[BaseException]] = [OSError]
-    for module in ("httpx", "httpx2"):  # huggingface_hub's client; not an OSError subclass
-        try:
-            errors.append(importlib.import_module(module).HTTPError)
-        except (ImportError, AttributeError):
-            pass
-    return tuple(errors)
-
-
-_NETWORK_ERRORS = _network_errors()
 _INT_DTYPES = {f"{sign}int{bits}" for sign in ("", "u") for bits in (8, 16, 32, 64)}
 _STR_DTYPES = {"string", "large_string"}
-
-
-def _root_cause(err: BaseException) -> BaseException:
-    while err.__cause__ is not None:
-        err = err.__cause__
-    return err
 
 
 def _text_label_columns(
@@ -291,17 +271,6 @@ def _check_field_counts(path: Path, delimiter: str) -> None:
             start = rows.line_num + 1
 
 
-def content_cache_dir(files: Sequence[str | os.PathLike],
-                      cache_dir: str | os.PathLike | None = None) -> str:
-    """A `datasets` cache folder keyed by the content of `files`.
-
-    `datasets` keys its cache of a local file on the path and modification time, so a file
-    rewritten within the same second (or copied with its times kept) would be served from the
-    old cache; a folder per content hash cannot be stale."""
-    base = Path(cache_dir) if cache_dir is not None else Path(datasets.config.HF_DATASETS_CACHE)
-    return str(base / "by-content" / sha256_files(files)[:16])
-
-
 def read_table(
     path: str | os.PathLike,
     *,
@@ -338,73 +307,9 @@ def read_table(
         )
     except (DatasetGenerationError, ValueError, OSError) as err:
         raise TextCNNError(
-            f"{path}: expected a readable {format} file, got an error: {_root_cause(err)}"
+            f"{path}: expected a readable {format} file, got an error: {root_cause(err)}"
         ) from err
     return _text_label_columns(ds, text_column, label_column, str(path))
-
-
-def _is_saved_dataset(directory: Path) -> bool:
-    """True for a folder written by `Dataset.save_to_disk` or `DatasetDict.save_to_disk`."""
-    return (directory / "dataset_dict.json").is_file() or (directory / "state.json").is_file()
-
-
-def _load_saved(folder: Path, split: str) -> datasets.Dataset:
-    ds = datasets.load_from_disk(str(folder))
-    if isinstance(ds, datasets.DatasetDict):
-        if split not in ds:
-            raise TextCNNError(
-                f"{folder}: expected a split '{split}'{did_you_mean(split, ds)}, "
-                f"got splits {', '.join(ds)}"
-            )
-        ds = ds[split]
-    return ds
-
-
-def open_hub_dataset(
-    name: str | os.PathLike,
-    *,
-    split: str,
-    config: str | None = None,
-    cache_dir: str | os.PathLike | None = None,
-) -> datasets.Dataset:
-    """One split of a dataset by Hugging Face hub name, or from a local folder (any columns).
-
-    A local folder is either one written by `save_to_disk` (read with `load_from_disk`, then
-    `split` is picked from a `DatasetDict`) or a script-less folder of csv/json/parquet files
-    (read by `load_dataset`, which infers the splits from the file names). A hub name that
-    cannot be reached (offline, no network) raises `TextCNNError`; nothing is retried.
-    """
-    local = Path(name)
-    source = f"dataset '{name}'"
-    try:
-        if local.is_dir() and _is_saved_dataset(local):
-            ds = _load_saved(local, split)
-        else:
-            if local.is_dir():  # its files, not their times, key the cache
-                files = sorted(p for p in local.rglob("*") if p.is_file())
-                cache_dir = content_cache_dir(files, cache_dir)
-            ds = datasets.load_dataset(
-                str(name), config, split=split, cache_dir=None if cache_dir is None else str(cache_dir)
-            )
-    except TextCNNError:
-        raise
-    except DatasetNotFoundError as err:
-        raise TextCNNError(
-            f"{source}: expected a dataset on the Hugging Face hub or a local folder, "
-            f"got none by that name: {err}"
-        ) from err
-    except _NETWORK_ERRORS as err:
-        if local.is_dir():
-            raise TextCNNError(f"{local}: expected a readable dataset folder, got: {err}") from err
-        raise TextCNNError(
-            f"cannot reach the Hugging Face hub for {source} (offline?): {_root_cause(err)}; "
-            "download it or pass a local file"
-        ) from err
-    except (DatasetGenerationError, ValueError) as err:
-        raise TextCNNError(f"{source}: could not load split '{split}': {_root_cause(err)}") from err
-    if not isinstance(ds, datasets.Dataset):
-        raise TextCNNError(f"{source}: expected one split, got {type(ds).__name__}")
-    return ds
 
 
 def load_hub(
@@ -445,7 +350,7 @@ def detect_format(spec: str | os.PathLike) -> str:
     """The format `load_data` would read `spec` as, when no `format=` is given."""
     path = Path(spec)
     if path.is_dir():
-        if _is_saved_dataset(path):
+        if is_saved_dataset(path):
             return "hub"
         # `datasets` would read whichever files it finds there; a split folder must be meant
         raise TextCNNError(
@@ -604,54 +509,3 @@ class LabelMap:
         return cls(classes)
 
 
-def holdout_split(
-    labels: Sequence[Any], *, fraction: float = 0.1, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Split indices into (train, dev), stratified by label and seeded; both sorted.
-
-    Stratification needs every class twice and at least one example of each class on both
-    sides; when that fails (a class with one example, or fewer dev slots than classes), the
-    split falls back to a plain seeded shuffle and warns with the reason.
-    """
-    from sklearn.model_selection import train_test_split
-
-    if not 0.0 < fraction < 1.0:
-        raise TextCNNError(f"fraction: expected a number between 0 and 1, got {fraction}")
-    y = np.asarray(materialize(labels))
-    n = len(y)
-    n_dev = int(np.ceil(fraction * n))
-    if n < 2 or n_dev >= n:
-        raise TextCNNError(f"holdout: expected enough examples for a {fraction} split, got {n}")
-    counts = Counter(y.tolist())
-    stratify: np.ndarray | None = y
-    if min(counts.values()) < 2:
-        reason = f"a class has a single example ({min(counts, key=counts.get)!r})"
-        stratify = None
-    elif len(counts) > min(n_dev, n - n_dev):
-        reason = f"{len(counts)} classes do not fit a dev set of {n_dev}"
-        stratify = None
-    if stratify is None:
-        warnings.warn(f"holdout split not stratified: {reason}", stacklevel=2)
-    train, dev = train_test_split(
-        np.arange(n), test_size=n_dev, random_state=seed, shuffle=True, stratify=stratify
-    )
-    return np.sort(train).astype(np.int64), np.sort(dev).astype(np.int64)
-
-
-def kfold_splits(
-    labels: Sequence[Any], *, n_folds: int = 10, seed: int
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified, shuffled, seeded k-fold (train, test) index pairs (Kim's 10-fold CV)."""
-    from sklearn.model_selection import StratifiedKFold
-
-    y = np.asarray(materialize(labels))
-    if not 2 <= n_folds <= len(y):
-        raise TextCNNError(f"n_folds: expected 2..{len(y)} (the number of examples), got {n_folds}")
-    folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    try:
-        return [
-            (train.astype(np.int64), test.astype(np.int64))
-            for train, test in folds.split(np.zeros(len(y)), y)
-        ]
-    except ValueError as err:
-        raise TextCNNError(f"{n_folds}-fold split: {err}") from err

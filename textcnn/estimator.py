@@ -32,10 +32,11 @@ from textcnn.core.engine import (
     native_bf16,
     resolve_device,
 )
+from textcnn.core.errors import TextCNNError, check_classes
+from textcnn.core.metrics import selection_metrics
 from textcnn.core.modeldir import open_model_dir, write_model_dir
-from textcnn.data import LabelMap, holdout_split
-from textcnn.errors import TextCNNError, check_classes
-from textcnn.metrics import selection_metrics
+from textcnn.core.splits import holdout_split
+from textcnn.data import LabelMap
 from textcnn.model import KimCNN, KimCNNConfig
 from textcnn.projection import ProjectedKimCNN, projected_logits
 from textcnn.recipe import TextRecipe, recipe_from_estimator_params

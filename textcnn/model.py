@@ -28,9 +28,9 @@ from torch import nn
 
 from textcnn.core.config import check_literals, check_number, is_integer, shown
 from textcnn.core.conv import ConvBlock1d
+from textcnn.core.errors import TextCNNError
 from textcnn.core.pooling import max_over_time
 from textcnn.core.regularization import max_norm_
-from textcnn.errors import TextCNNError
 
 Variant = Literal["rand", "static", "non-static", "multichannel"]
 VARIANTS: tuple[str, ...] = ("rand", "static", "non-static", "multichannel")

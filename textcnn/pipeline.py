@@ -1,56 +1,31 @@
-"""What the CLI commands do, as library functions: train from a recipe, evaluate, predict."""
+"""Text models end to end, as library functions: train from a recipe (one run, or the folds of a\ncross-validation recipe as one batched model), evaluate, predict a stream, visualise."""
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import time
-import warnings
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
 from textcnn.benchmarks import Splits, recipe_data_files, recipe_splits
 from textcnn.core.config import dump_yaml, to_dict
-from textcnn.core.decisions import check_decision, labels_or_abstain
-from textcnn.core.rundir import RunIdentity, default_run_folder, open_run_folder, run_identity
+from textcnn.core.errors import TextCNNError, check_classes
+from textcnn.core.io import atomic_write_json, atomic_write_text
+from textcnn.core.metrics import evaluation_report
+from textcnn.core.rundir import (
+    RunIdentity,
+    TrainOutcome,
+    default_run_folder,
+    open_run_folder,
+    run_identity,
+)
+from textcnn.core.streaming import Prediction, chunked, ranked_predictions
 from textcnn.data import LabelMap, load_data
-from textcnn.errors import TextCNNError, check_classes
 from textcnn.estimator import TextCNNClassifier
-from textcnn.io import atomic_write_json, atomic_write_text
-from textcnn.metrics import evaluation_report
-from textcnn.recipe import TextRecipe, load_recipe_dict, text_recipe
-
-
-@dataclass
-class TrainOutcome:
-    """Where a training run wrote its model, and its figures."""
-
-    out_dir: Path  # run directory: run.json, recipe.yaml, train/ (metrics, checkpoint), model/
-    model_dir: Path  # the self-contained model
-    metrics: dict[str, Any] = field(default_factory=dict)  # dev and test figures, timings
-
-    def summary(self) -> str:
-        """One readable line for the CLI."""
-        parts = [f"model: {self.model_dir}"]
-        for key in ("dev_accuracy", "test_accuracy", "test_macro_f1", "epochs_run", "stopped_by",
-                    "train_seconds"):
-            if key in self.metrics:
-                value = self.metrics[key]
-                parts.append(f"{key} {value:.4f}" if isinstance(value, float) and key != "train_seconds"
-                             else f"{key} {value}")
-        return "  ".join(parts)
-
-
-def time_note(metrics: dict[str, Any]) -> str | None:
-    """A console note when the time budget (`train.max_seconds`) cut a run short, else None."""
-    if metrics.get("stopped_by") != "time":
-        return None
-    return (f"note: train.max_seconds stopped the run after {metrics.get('epochs_run')} epoch(s), "
-            "before its planned epochs (its results record stopped_by: time)")
+from textcnn.recipe import TextRecipe, text_recipe
 
 
 def text_run_identity(recipe: TextRecipe, *, digests: dict[str, str | None] | None = None) -> RunIdentity:
@@ -179,34 +154,13 @@ def _train_baseline(recipe: TextRecipe, splits, out_dir: Path, identity: RunIden
     return TrainOutcome(out_dir=out_dir, model_dir=out_dir, metrics=metrics)
 
 
-def train_from_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
-                      *, out_dir: str | Path | None = None, overwrite: bool = False) -> TrainOutcome:
-    """Read a recipe file, apply `--set` overrides and train it: `task: image` recipes go to
-    `vision.pipeline.train_image_recipe`, `task: detection` recipes to
-    `vision.detection.pipeline.train_detection_recipe`, text recipes to `train_recipe`.
-    Without `out_dir`, the run goes to `runs/<recipe name>`."""
-    data = load_recipe_dict(path, overrides)
-    if data.get("task") == "detection":
-        from vision.detection.pipeline import train_detection_recipe
-
-        return train_detection_recipe(data, source=str(path), out_dir=out_dir, overwrite=overwrite)
-    if data.get("task") == "image":
-        from vision.pipeline import train_image_recipe
-
-        return train_image_recipe(data, source=str(path), out_dir=out_dir, overwrite=overwrite)
-    recipe = text_recipe(data, source=path)
-    return train_recipe(recipe, out_dir or default_run_folder(recipe.name or Path(path).stem, source=path),
-                        overwrite=overwrite)
-
-
-def model_kind(path: str | Path) -> str:
-    """`text-classifier`, `image-classifier` or `detector`, from a model directory's config.json
-    (invalid JSON, a missing or unknown kind: one line naming the file)."""
-    from textcnn.core.modeldir import open_model_dir
-
-    with warnings.catch_warnings():  # a directory without checksums is warned about when loaded
-        warnings.simplefilter("ignore")
-        return open_model_dir(path, kind=("text-classifier", "image-classifier", "detector")).config["kind"]
+def train_text_recipe(data: dict[str, Any], *, source: str | Path, out_dir: str | Path | None = None,
+                      overwrite: bool = False) -> TrainOutcome:
+    """Check a text recipe's plain data (after `--set` overrides) and train it (`train_recipe`);
+    without `out_dir`, the run goes to `runs/<recipe name>`."""
+    recipe = text_recipe(data, source=source)
+    folder = out_dir or default_run_folder(recipe.name or Path(source).stem, source=source)
+    return train_recipe(recipe, folder, overwrite=overwrite)
 
 
 def load_model(path: str | Path) -> TextCNNClassifier:
@@ -216,18 +170,8 @@ def load_model(path: str | Path) -> TextCNNClassifier:
 
 def evaluate_model(model: str | Path, data_file: str | Path | None, *, data_format: str | None = None,
                    text_column: str = "text", label_column: str = "label") -> dict[str, Any]:
-    """Accuracy, macro-F1, per-class report and confusion matrix of `model` on labelled data
-    (for an image model, `data_file` may be None: the test split of its own data). A detector
-    gives VOC and COCO mAP instead (see `vision.detection.pipeline.detection_report`)."""
-    kind = model_kind(model)  # reads config.json: once
-    if kind == "detector":
-        from vision.detection.pipeline import evaluate_detector
-
-        return evaluate_detector(model, None if data_file is None else str(data_file))
-    if kind == "image-classifier":
-        from vision.pipeline import evaluate_image_model
-
-        return evaluate_image_model(model, None if data_file is None else str(data_file))
+    """Accuracy, macro-F1, per-class report and confusion matrix of a saved text model on the
+    labelled texts of `data_file`."""
     if data_file is None:
         raise TextCNNError("evaluate: a text model needs --data FILE with labelled texts")
     clf = load_model(model)
@@ -241,153 +185,42 @@ def evaluate_model(model: str | Path, data_file: str | Path | None, *, data_form
     return evaluation_report(truth, predicted, [str(c) for c in clf.classes_])
 
 
-# Inputs read and predicted at a time by `predict_stream`: enough for full inference batches,
+# Texts read and predicted at a time by `predict_stream`: enough for full inference batches,
 # few enough that the first results come at once and memory does not grow with the input.
 CHUNK_TEXTS = 4096  # texts per chunk
 CHUNK_CHARS = 1 << 20  # characters per chunk (long texts make smaller chunks)
-CHUNK_IMAGES = 256  # image files per chunk (each is decoded into memory)
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One input's prediction from `predict_stream`."""
-
-    input: str  # the text, or the image file
-    ranked: list[tuple[Any, float]]  # the top_k (label, probability) pairs, most probable first
-    label: Any  # the decision: the top label, or `abstain` below the threshold (multi-label: a list)
 
 
 def predict_stream(model: str | Path | TextCNNClassifier, inputs: Iterable[str], *, top_k: int = 1,
                    threshold: float | None = None, abstain: Any = None) -> Iterator[Prediction]:
-    """Predictions for texts (or image files, for an image model), read, predicted and yielded
-    a chunk at a time (CHUNK_TEXTS texts or CHUNK_CHARS characters; CHUNK_IMAGES images), so
-    an input of any length takes bounded memory and the first results come at once.
+    """Predictions for texts, read, predicted and yielded a chunk at a time (CHUNK_TEXTS texts
+    or CHUNK_CHARS characters), so an input of any length takes bounded memory and the first
+    results come at once (see `textcnn.core.streaming`).
 
     `threshold` and `abstain` decide `label` as `TextCNNClassifier.predict` does: a single-label
     model abstains below the threshold; for a multi-label model `label` lists the labels whose
     probability reaches the threshold (default: the model's). When reading `inputs` raises a
     `TextCNNError` (a line that does not decode), the inputs before it are still predicted and
     yielded, then the error is raised."""
-    if top_k < 1:
-        raise TextCNNError(f"top_k: expected an integer >= 1, got {top_k!r}")
-    if not isinstance(model, TextCNNClassifier) and model_kind(model) == "image-classifier":
-        from vision.pipeline import image_probabilities, load_image_model
-
-        image_model, meta = load_image_model(model)
-        classes = list(meta["classes"])
-        multi_label, model_threshold = False, None
-
-        def probabilities(chunk: list[str]) -> np.ndarray:
-            return image_probabilities(image_model, meta, chunk).numpy()
-
-        chunks = _chunks(inputs, max_items=CHUNK_IMAGES, max_chars=CHUNK_CHARS)
-    else:
-        clf = model if isinstance(model, TextCNNClassifier) else load_model(model)
-        classes = [_plain(c) for c in clf.classes_]
-        multi_label, model_threshold = clf.multi_label, clf.threshold
-        probabilities = clf.predict_proba
-        chunks = _chunks(inputs, max_items=CHUNK_TEXTS, max_chars=CHUNK_CHARS)
-    threshold = check_decision(threshold=threshold, abstain=abstain, multi_label=multi_label)
-    k = min(top_k, len(classes))
-    for chunk in chunks:
-        probs = probabilities(chunk)
-        order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-        if multi_label:
-            reached = probs >= (model_threshold if threshold is None else threshold)
-            labels = [[classes[j] for j in np.flatnonzero(row)] for row in reached]
-        elif threshold is None:
-            labels = [classes[j] for j in order[:, 0]]
-        else:
-            labels = list(labels_or_abstain(probs, classes, threshold=threshold, abstain=abstain))
-        for item, row, idx, label in zip(chunk, probs, order, labels):
-            yield Prediction(item, [(classes[j], float(row[j])) for j in idx], label)
+    clf = model if isinstance(model, TextCNNClassifier) else load_model(model)
+    yield from ranked_predictions(chunked(inputs, max_items=CHUNK_TEXTS, max_chars=CHUNK_CHARS),
+                                  clf.predict_proba, [_plain(c) for c in clf.classes_], top_k=top_k,
+                                  threshold=threshold, abstain=abstain, multi_label=clf.multi_label,
+                                  model_threshold=clf.threshold)
 
 
 def predict_texts(model: str | Path | TextCNNClassifier, texts: list[str], *,
                   top_k: int = 1) -> list[list[tuple[Any, float]]]:
-    """For each text (or image file, for an image model), its `top_k` (label, probability)
-    pairs, most probable first (see `predict_stream`)."""
+    """For each text, its `top_k` (label, probability) pairs, most probable first (see
+    `predict_stream`)."""
     return [p.ranked for p in predict_stream(model, texts, top_k=top_k)]
 
 
-def _chunks(items: Iterable[str], *, max_items: int, max_chars: int) -> Iterator[list[str]]:
-    """`items` in lists of at most `max_items`, cut once they hold `max_chars` characters. A
-    `TextCNNError` while reading yields the items read before it, then propagates."""
-    chunk: list[str] = []
-    chars = 0
-    try:
-        for item in items:
-            chunk.append(item)
-            chars += len(item)
-            if len(chunk) >= max_items or chars >= max_chars:
-                yield chunk
-                chunk, chars = [], 0
-    except TextCNNError:
-        if chunk:
-            yield chunk  # nothing read before a bad line is lost
-        raise
-    if chunk:
-        yield chunk
-
-
-def read_lines(stream: BinaryIO, *, encoding: str = "utf-8", name: str = "<input>") -> Iterator[str]:
-    """The lines of a binary stream, decoded with `encoding` and read as they are consumed,
-    without their line ends ("\\n" or "\\r\\n"). Bytes that do not decode are a `TextCNNError`
-    naming `name` and the line; an unknown `encoding` is one at once."""
-    try:
-        codecs.getincrementaldecoder(encoding)
-    except LookupError:
-        raise TextCNNError(f"--encoding: expected a text encoding such as utf-8, latin-1 or cp1252, "
-                           f"got {encoding!r}") from None
-    return _decoded_lines(stream, encoding, name)
-
-
-def _decoded_lines(stream: BinaryIO, encoding: str, name: str) -> Iterator[str]:
-    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
-    line_no = 1  # of the line being read
-    pending = ""
-    try:
-        for raw in stream:
-            state = decoder.getstate()
-            pending += decoder.decode(raw)
-            *complete, pending = pending.split("\n")
-            for line in complete:
-                yield line.removesuffix("\r")
-                line_no += 1
-        state, raw = decoder.getstate(), b""
-        pending += decoder.decode(b"", final=True)
-    except UnicodeDecodeError as err:
-        # The error's offset counts from the bytes the decoder held back plus this read; those
-        # before it may still end lines (a read of several lines, as in UTF-16 text).
-        try:
-            before = (state[0] + raw)[: err.start]
-            fresh = codecs.getincrementaldecoder(encoding)(errors="strict")
-            fresh.setstate((b"", state[1]))
-            line_no += fresh.decode(before).count("\n")
-        except (UnicodeDecodeError, TypeError, ValueError):
-            pass
-        raise TextCNNError(f"{name}:{line_no}: expected {encoding} text, got bytes that do not decode "
-                           f"({err.reason}); give the file's encoding with --encoding, e.g. "
-                           f"--encoding latin-1") from None
-    if pending:
-        yield pending.removesuffix("\r")
-
-
 def visualize_model(model: str | Path, out_dir: str | Path, *, data_file: str | Path | None = None,
-                    maps: tuple[int, ...] = (0, 1, 2, 3), samples: int = 4, top: int = 5,
-                    data_format: str | None = None, text_column: str = "text") -> list[Path]:
-    """Pictures of what a model's filters respond to (Zeiler & Fergus): for an image model, the
-    first-layer filter grid, activation maps and top patches; for a text model, the top-scoring
+                    maps: tuple[int, ...] = (0, 1, 2, 3), top: int = 5, data_format: str | None = None,
+                    text_column: str = "text") -> list[Path]:
+    """Pictures of what a text model's filters respond to (Zeiler & Fergus): the top-scoring
     n-grams per feature map (read from `data_file`) and the training curve."""
-    kind = model_kind(model)
-    if kind == "detector":
-        raise TextCNNError(f"visualize: {model} is a detector; draw its detections with "
-                           "`textcnn predict MODEL IMAGE --out DIR`")
-    if kind == "image-classifier":
-        from vision.pipeline import visualize
-
-        return visualize(model, out_dir, data_spec=None if data_file is None else str(data_file),
-                         filters=maps, samples=samples)
     if data_file is None:
         raise TextCNNError("visualize: a text model needs --data FILE (texts to read n-grams from)")
     from textcnn.visualize_text import visualize_text_model

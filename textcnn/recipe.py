@@ -8,16 +8,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from textcnn.core.config import (
-    apply_overrides,
     check_literals,
     check_number,
-    read_yaml,
     shown,
     typed_recipe,
 )
 from textcnn.core.engine import TrainConfig, check_selection_metric
-from textcnn.errors import TextCNNError
-from textcnn.metrics import SELECTION_METRICS
+from textcnn.core.errors import TextCNNError
+from textcnn.core.metrics import SELECTION_METRICS
 from textcnn.model import check_kim_shape
 
 
@@ -183,11 +181,6 @@ def recipe_from_estimator_params(params: dict[str, Any]) -> TextRecipe:
         except TypeError:
             pass  # not a sequence: the model section names it
     return TextRecipe(**{section: cls(**values[section]) for section, cls in _SECTIONS.items()})
-
-
-def load_recipe_dict(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """Read a recipe file and apply `--set` overrides; the result is still plain data."""
-    return apply_overrides(read_yaml(path), overrides)
 
 
 def text_recipe(data: dict[str, Any], *, source: str | Path = "recipe") -> TextRecipe:

@@ -18,17 +18,16 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
 
 from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
 from tokenizers.models import WordLevel
 
-from textcnn.errors import TextCNNError
-from textcnn.io import atomic_write
+from textcnn.core.errors import TextCNNError
+from textcnn.core.io import atomic_write
+from textcnn.core.splits import materialize
 
 PAD_TOKEN = "[PAD]"
 UNK_TOKEN = "[UNK]"
-T = TypeVar("T")
 
 # Kim's rules, in order; both `clean_str` and the Rust normalizer are built from this one table.
 # Every character outside the class becomes a space (so "[PAD]" in a text is just the word "pad").
@@ -254,16 +253,6 @@ def gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-def materialize(items: Iterable[T]) -> list[T]:
-    """`items` as a list; a `datasets` Column is sliced (one Arrow read), not iterated row by row."""
-    if hasattr(items, "__getitem__") and not isinstance(items, str):
-        try:
-            return list(items[:])
-        except (TypeError, KeyError):
-            pass
-    return list(items)
 
 
 def _split(tok: Tokenizer, text: str) -> list[tuple[str, tuple[int, int]]]:

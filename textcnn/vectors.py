@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from textcnn.core.errors import TextCNNError
 from textcnn.core.registry import resolve
-from textcnn.errors import TextCNNError
 from textcnn.tokenizer import WordTokenizer
 
 if TYPE_CHECKING:  # gensim is imported where vectors are read or trained: it is slow to import

@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from textcnn.batching import pad_batch, sorted_batches
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
+from textcnn.core.io import atomic_write, atomic_write_json, atomic_write_text
 from textcnn.estimator import TextCNNClassifier
-from textcnn.io import atomic_write, atomic_write_json, atomic_write_text
 from textcnn.projection import ProjectedKimCNN
 
 

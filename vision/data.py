@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from textcnn.data import holdout_split
-from textcnn.errors import TextCNNError, did_you_mean
+from textcnn.core.errors import TextCNNError, did_you_mean
+from textcnn.core.splits import holdout_split
 from vision.transforms import resize, to_channels
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm",
@@ -191,7 +191,7 @@ def load_hf_images(name: str | os.PathLike, *, split: str = "train", image_colum
     `TextCNNError`; nothing is retried."""
     import datasets
 
-    from textcnn.data import open_hub_dataset
+    from textcnn.core.hub import open_hub_dataset
 
     source = f"dataset '{name}'"
     ds = open_hub_dataset(name, split=split)
@@ -242,9 +242,9 @@ def load_images(spec: str | os.PathLike, *, split: str = "train", image_column: 
         return load_hf_images(text[3:], **hf)
     path = Path(text)
     if path.is_dir():
-        from textcnn.data import _is_saved_dataset
+        from textcnn.core.hub import is_saved_dataset
 
-        if _is_saved_dataset(path):
+        if is_saved_dataset(path):
             return load_hf_images(path, **hf)
         return load_image_folder(path, size=size, channels=channels)
     raise TextCNNError(f"data: expected 'digits', an image folder or hf:<dataset>, got '{text}' "

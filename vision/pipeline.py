@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -28,13 +28,19 @@ from textcnn.core.engine import (
     check_selection_metric,
     seed_everything,
 )
+from textcnn.core.errors import TextCNNError, check_classes, did_you_mean
+from textcnn.core.io import atomic_write_json, atomic_write_text
+from textcnn.core.metrics import SELECTION_METRICS, evaluation_report, selection_metrics
 from textcnn.core.modeldir import ModelDir, open_model_dir, write_model_dir
-from textcnn.core.rundir import RunIdentity, default_run_folder, open_run_folder, run_identity
-from textcnn.data import holdout_split
-from textcnn.errors import TextCNNError, check_classes, did_you_mean
-from textcnn.io import atomic_write_json, atomic_write_text
-from textcnn.metrics import SELECTION_METRICS, evaluation_report, selection_metrics
-from textcnn.pipeline import TrainOutcome
+from textcnn.core.rundir import (
+    RunIdentity,
+    TrainOutcome,
+    default_run_folder,
+    open_run_folder,
+    run_identity,
+)
+from textcnn.core.splits import holdout_split
+from textcnn.core.streaming import Prediction, chunked, ranked_predictions
 from vision.data import ImageData, load_images, read_image, split_indices
 from vision.registry import create_model, list_models
 from vision.transforms import Augment, normalize, resize, to_channels
@@ -202,6 +208,13 @@ def image_data_files(section: ImageDataSection) -> dict[str, Path | None]:
     return {"data.source": local(section.source), "data.test": local(section.test)}
 
 
+def image_run_identity(recipe: ImageRecipe, *, digests: dict[str, str | None] | None = None
+                       ) -> RunIdentity:
+    """An image run's identity: its resolved recipe and the content of the data it reads
+    (`digests` caches file digests across calls, see `textcnn.core.rundir.run_identity`)."""
+    return run_identity(to_dict(recipe), files=image_data_files(recipe.data), digests=digests)
+
+
 def train_image_recipe(data: dict[str, Any], *, source: str, out_dir: str | Path | None,
                        overwrite: bool = False) -> TrainOutcome:
     """Train the image model a recipe describes (`data`: the recipe after `--set` overrides).
@@ -214,7 +227,7 @@ def train_image_recipe(data: dict[str, Any], *, source: str, out_dir: str | Path
     """
     recipe = image_recipe(data, source=source)
     out = Path(out_dir) if out_dir is not None else default_run_folder(str(recipe.name), source=source)
-    identity = run_identity(to_dict(recipe), files=image_data_files(recipe.data))
+    identity = image_run_identity(recipe)
     with open_run_folder(out, identity, overwrite=overwrite) as run:
         cfg = recipe.train
         seed = recipe.data.split_seed if recipe.data.split_seed is not None else cfg.seed
@@ -368,7 +381,7 @@ def eval_data(meta: dict[str, Any], data_spec: str | None) -> ImageData:
 
 
 def evaluate_image_model(model_dir: str | Path, data_spec: str | None = None) -> dict[str, Any]:
-    """Accuracy, macro-F1, per-class report and confusion matrix (`textcnn.metrics` format) of a
+    """Accuracy, macro-F1, per-class report and confusion matrix (`textcnn.core.metrics` format) of a
     saved model on `data_spec` (see `eval_data`)."""
     model, meta = load_image_model(model_dir)
     return _report(model, eval_data(meta, data_spec), meta)
@@ -389,19 +402,27 @@ def image_probabilities(model: nn.Module, meta: dict[str, Any], paths: Sequence[
     return class_probabilities(model, torch.cat(batch))
 
 
+# Image files read and predicted at a time by `predict_image_stream` (each is decoded into memory).
+CHUNK_IMAGES = 256
+
+
+def predict_image_stream(model_dir: str | Path, paths: Iterable[str], *, top_k: int = 1,
+                         threshold: float | None = None, abstain: Any = None) -> Iterator[Prediction]:
+    """Predictions for image files, read, predicted and yielded CHUNK_IMAGES at a time, so an
+    input of any length takes bounded memory and the first results come at once (see
+    `textcnn.core.streaming`). `label` is the top class, or `abstain` where its probability is
+    below `threshold`; an input that fails to read stops the stream after the ones before it."""
+    model, meta = load_image_model(model_dir)
+    yield from ranked_predictions(
+        chunked(paths, max_items=CHUNK_IMAGES),
+        lambda chunk: image_probabilities(model, meta, chunk).numpy(), list(meta["classes"]),
+        top_k=top_k, threshold=threshold, abstain=abstain)
+
+
 def predict_images(model_dir: str | Path, paths: Sequence[str], *,
                    top_k: int = 1) -> list[list[tuple[str, float]]]:
     """For each image file, its `top_k` (label, probability) pairs, most probable first."""
-    if top_k < 1:
-        raise TextCNNError(f"top_k: expected an integer >= 1, got {top_k!r}")
-    model, meta = load_image_model(model_dir)
-    probs = image_probabilities(model, meta, paths)
-    if not len(probs):
-        return []
-    top = probs.topk(min(top_k, probs.shape[1]), dim=1)
-    classes = meta["classes"]
-    return [[(classes[j], float(v)) for v, j in zip(vals.tolist(), idx.tolist())]
-            for vals, idx in zip(top.values, top.indices)]
+    return [p.ranked for p in predict_image_stream(model_dir, paths, top_k=top_k)]
 
 
 def visualize(model_dir: str | Path, out_dir: str | Path, *, data_spec: str | None = None,
@@ -422,6 +443,8 @@ def visualize(model_dir: str | Path, out_dir: str | Path, *, data_spec: str | No
 
 __all__ = ["ImageDataSection", "ImageModelSection", "ImageRecipe", "Splits", "channel_stats",
            "class_probabilities", "eval_data", "evaluate_image_model", "image_data_files",
-           "image_probabilities", "image_recipe", "load_image_model", "load_splits", "predict_images",
+           "image_run_identity",
+           "image_probabilities", "image_recipe", "load_image_model", "load_splits",
+           "predict_image_stream", "predict_images",
            "prepare", "save_image_model", "saved_classes",
            "train_image_recipe", "visualize"]

@@ -11,13 +11,15 @@ import fnmatch
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from textcnn.core.errors import TextCNNError
 from textcnn.core.registry import resolve
-from textcnn.errors import TextCNNError
-from vision.models.base import ImageClassifier
 
-Builder = TypeVar("Builder", bound=Callable[..., ImageClassifier])
+if TYPE_CHECKING:  # the model files import this module to register themselves
+    from vision.models.base import ImageClassifier
+
+Builder = TypeVar("Builder", bound="Callable[..., ImageClassifier]")
 
 
 @dataclass(frozen=True)

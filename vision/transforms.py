@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 
 
 def _check_batch(images: Tensor, what: str) -> None:

@@ -22,8 +22,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from textcnn.core.conv import ConvBlock2d
-from textcnn.errors import TextCNNError
-from textcnn.io import atomic_write
+from textcnn.core.errors import TextCNNError
+from textcnn.core.io import atomic_write
 
 GAP = 2  # background pixels between and around cells
 BACKGROUND = 0.5  # mid grey

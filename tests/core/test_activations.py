@@ -14,7 +14,7 @@ from textcnn.core.activations import (
     get_act_layer,
     lecun_normal_,
 )
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 
 X = torch.linspace(-4, 4, 81, dtype=torch.float64)
 

@@ -13,7 +13,7 @@ from textcnn.core.backprop import (
     init_sigmoid_net,
     numerical_gradient,
 )
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 
 
 def _autograd_reference(net, x: torch.Tensor, y: torch.Tensor, loss: str):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from textcnn.core.checkpoint import join_state, load_checkpoint, save_checkpoint, split_state
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 
 
 def test_split_and_join_round_trip_nested_state():

@@ -6,7 +6,7 @@ from typing import Literal
 import pytest
 
 from textcnn.core.config import apply_overrides, expand_runs, from_dict, read_yaml, to_dict
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 
 
 @dataclass

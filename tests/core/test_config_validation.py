@@ -10,7 +10,7 @@ import pytest
 
 from textcnn.core.config import apply_overrides, check_number, from_dict
 from textcnn.core.engine import TrainConfig
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 from textcnn.recipe import text_recipe
 from vision.detection.pipeline import detection_recipe
 from vision.pipeline import image_recipe

@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from textcnn.core.conv import ConvBlock1d, ConvBlock2d, conv_output_size, conv_param_count
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 
 
 def _exact_output(size: int, kernel: int, padding: int, stride: int, dilation: int) -> Fraction:

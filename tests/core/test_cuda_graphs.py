@@ -14,8 +14,8 @@ from torch import nn
 from textcnn.batching import pad_batch
 from textcnn.core.cuda_graphs import StepGraphs, batch_signature, clone_batch
 from textcnn.core.engine import TrainConfig, Trainer
+from textcnn.core.errors import TextCNNError
 from textcnn.core.optim import create_optimizer
-from textcnn.errors import TextCNNError
 from textcnn.model import KimCNN, KimCNNConfig
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

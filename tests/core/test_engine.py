@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from textcnn.core.engine import TrainConfig, Trainer, resolve_device
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 
 X = torch.randn(64, 5, generator=torch.Generator().manual_seed(0))
 Y = (X[:, 0] + 0.5 * X[:, 1] > 0).long()

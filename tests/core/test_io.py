@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from textcnn.io import append_jsonl, atomic_write, atomic_write_json, atomic_write_text
+from textcnn.core.io import append_jsonl, atomic_write, atomic_write_json, atomic_write_text
 
 
 def test_atomic_write_replaces_whole_files_with_the_usual_mode(tmp_path):

@@ -20,8 +20,8 @@ from torch import nn
 
 from textcnn.core import modeldir
 from textcnn.core.config import apply_overrides, read_yaml
+from textcnn.core.errors import TextCNNError
 from textcnn.core.modeldir import CONFIG, FORMAT, WEIGHTS, open_model_dir, write_model_dir
-from textcnn.errors import TextCNNError
 
 REPO = Path(__file__).resolve().parents[2]
 

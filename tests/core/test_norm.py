@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
+from textcnn.core.errors import TextCNNError
 from textcnn.core.norm import create_norm_layer, get_norm_layer
-from textcnn.errors import TextCNNError
 
 
 @pytest.mark.parametrize(

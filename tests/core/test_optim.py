@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from textcnn.core.errors import TextCNNError
 from textcnn.core.lazy_adadelta import LazyAdadelta
 from textcnn.core.optim import OPTIMIZER_DEFAULTS, create_optimizer, list_optimizers
-from textcnn.errors import TextCNNError
 
 # name -> (class, the settings the lecture gives it)
 EXPECTED = {

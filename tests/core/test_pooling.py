@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from textcnn.core.errors import TextCNNError
 from textcnn.core.pooling import (
     GlobalPool,
     KMaxPool1d,
@@ -18,7 +19,6 @@ from textcnn.core.pooling import (
     kmax_pool,
     max_over_time,
 )
-from textcnn.errors import TextCNNError
 
 WINDOW_REDUCERS = {
     # (value outside the input, reduction of one window)

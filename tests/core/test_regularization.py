@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from textcnn.core.errors import TextCNNError
 from textcnn.core.regularization import (
     EarlyStopping,
     GaussianNoise,
@@ -20,7 +21,6 @@ from textcnn.core.regularization import (
     l2_penalty,
     max_norm_,
 )
-from textcnn.errors import TextCNNError
 
 
 def _brute_max_norm(rows: np.ndarray, cap: float) -> np.ndarray:

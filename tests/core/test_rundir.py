@@ -7,6 +7,7 @@ import os
 import pytest
 
 from textcnn.core.config import expand_runs
+from textcnn.core.errors import TextCNNError
 from textcnn.core.rundir import (
     check_run_name,
     first_difference,
@@ -14,7 +15,6 @@ from textcnn.core.rundir import (
     read_run_record,
     run_identity,
 )
-from textcnn.errors import TextCNNError
 
 RECIPE = {"name": "a", "model": {"dropout": 0.5, "widths": [3, 4, 5]},
           "train": {"epochs": 3, "progress": True, "threads": None, "seed": 0}}

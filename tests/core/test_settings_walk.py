@@ -39,9 +39,9 @@ import yaml
 from safetensors.torch import load_file
 
 from textcnn.core.engine import autocast_precision, resolve_device
-from textcnn.errors import TextCNNError
-from textcnn.pipeline import train_from_recipe
+from textcnn.core.errors import TextCNNError
 from textcnn.recipe import TextRecipe
+from textcnn.tasks import train_from_recipe
 from vision.detection.pipeline import DetectionRecipe
 from vision.pipeline import ImageRecipe
 

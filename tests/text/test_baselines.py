@@ -22,7 +22,7 @@ from textcnn.baselines import (
     make_baseline,
     make_tfidf_logreg,
 )
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 
 TINY = ["a good film", "good , good acting", "a bad plot", "bad and dull !", "Good fun"]
 TINY_Y = [1, 1, 0, 0, 1]
@@ -199,7 +199,8 @@ def test_mr_fold0_accuracy(shared_data):
     path = shared_data / "kim2014" / "rt-polarity.all"
     if not path.is_file():
         pytest.skip(f"MR not found at {path}")
-    from textcnn.data import kfold_splits, read_kim_file
+    from textcnn.core.splits import kfold_splits
+    from textcnn.data import read_kim_file
 
     ds = read_kim_file(path)
     texts, labels = list(ds["text"]), np.asarray(ds["label"])

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from textcnn.batch import plan_runs, read_results, summarize, write_tables
+from textcnn.batch import plan_runs, read_results, write_tables
 from textcnn.cli import main
+from textcnn.tasks import summarize
 
 REPO = Path(__file__).resolve().parents[2]
 KIM = REPO / "recipes" / "kim2014"
@@ -184,7 +185,7 @@ def test_fold_groups_keep_seeds_and_non_cnn_runs_apart():
 
 
 def test_train_fold_recipes_refuses_recipes_that_differ_beyond_the_fold(tmp_path):
-    from textcnn.errors import TextCNNError
+    from textcnn.core.errors import TextCNNError
     from textcnn.pipeline import train_fold_recipes
     from textcnn.recipe import text_recipe
 

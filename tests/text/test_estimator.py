@@ -11,8 +11,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from textcnn import TextCNNClassifier
+from textcnn.core.errors import TextCNNError
 from textcnn.data import read_table
-from textcnn.errors import TextCNNError
 from textcnn.vectors import minilm_checkpoint_dir
 
 SMALL = dict(maps=8, embedding_dim=16, widths=(2, 3), epochs=3, batch_size=25, seed=0)

@@ -15,9 +15,9 @@ from sklearn.metrics import log_loss
 
 from textcnn import TextCNNClassifier
 from textcnn.cli import main
+from textcnn.core.errors import TextCNNError
+from textcnn.core.metrics import selection_metrics
 from textcnn.data import read_table
-from textcnn.errors import TextCNNError
-from textcnn.metrics import selection_metrics
 from textcnn.recipe import ESTIMATOR_KEYS, text_recipe
 
 REPO = Path(__file__).resolve().parents[2]

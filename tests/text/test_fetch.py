@@ -17,7 +17,7 @@ import pytest
 
 from textcnn import fetch as fetch_mod
 from textcnn.benchmarks import BENCHMARKS, SST_TREE_FILES
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 from textcnn.fetch import FetchError, fetch, verify
 
 TIMEOUT = 5.0

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from textcnn.core.errors import TextCNNError
 from textcnn.core.optim import create_optimizer
 from textcnn.core.regularization import max_norm_
-from textcnn.errors import TextCNNError
 from textcnn.fold_batched import (
     FoldBatchedKimCNN,
     FoldFitConfig,

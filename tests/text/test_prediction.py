@@ -16,8 +16,8 @@ from click.testing import CliRunner
 import textcnn.estimator as estimator_module
 from textcnn import TextCNNClassifier
 from textcnn.cli import main
+from textcnn.core.errors import TextCNNError
 from textcnn.data import read_table
-from textcnn.errors import TextCNNError
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = dict(maps=8, embedding_dim=16, widths=(2, 3), epochs=3, batch_size=25, seed=0)
@@ -234,7 +234,7 @@ def test_predict_stream_yields_before_reading_all_inputs(fitted, sample, monkeyp
     monkeypatch.setattr(pipeline, "CHUNK_TEXTS", 50)
     _, _, Xt, _ = sample
     texts = (Xt * 3)[:260]
-    predictions, read_at_first = stream_and_count(fitted, texts, top_k=2)
+    predictions, read_at_first = stream_and_count(pipeline.predict_stream, fitted, texts, top_k=2)
     assert read_at_first == 50 < len(texts)
     proba = fitted.predict_proba(texts)
     assert [p.input for p in predictions] == texts

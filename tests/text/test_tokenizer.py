@@ -9,8 +9,8 @@ from pathlib import Path
 import datasets
 import pytest
 
+from textcnn.core.errors import TextCNNError
 from textcnn.data import read_kim_file
-from textcnn.errors import TextCNNError
 from textcnn.tokenizer import WordTokenizer, clean_str
 from textcnn.vectors import minilm_checkpoint_dir
 

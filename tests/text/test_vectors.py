@@ -13,7 +13,7 @@ from gensim.models import FastText, KeyedVectors
 from gensim.models.fasttext import save_facebook_model
 from safetensors.numpy import save_file
 
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 from textcnn.tokenizer import WordTokenizer
 from textcnn.vectors import (
     check_dim,

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from textcnn import TextCNNClassifier
 from textcnn.cli import main
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 from textcnn.visualize_text import top_ngrams, visualize_text_model
 
 TEXTS = ["a warm and funny film", "a dull , dull plot", "funny", "", "the cast is warm and clever"] * 4

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 from vision.detection.data import (
     DetectionAugment,
     DetectionData,

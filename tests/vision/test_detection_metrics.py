@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 from vision.detection.metrics import average_precision, coco_map, voc_map
 
 

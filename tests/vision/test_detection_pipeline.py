@@ -46,7 +46,7 @@ def test_training_writes_a_self_contained_model(trained):
 def test_a_changed_recipe_is_refused_in_the_run_folder(trained):
     """Detection runs start through the same run folders: another recipe in the folder of a
     finished run is refused with one line naming the first difference, before any training."""
-    from textcnn.errors import TextCNNError
+    from textcnn.core.errors import TextCNNError
 
     assert trained.metrics["stopped_by"] == "epochs" and len(trained.metrics["fingerprint"]) == 64
     changed = {**TINY, "train": {**TINY["train"], "lr": 0.002}}

@@ -14,7 +14,7 @@ from sklearn.linear_model import Ridge
 from sklearn.svm import LinearSVC
 
 import vision.detection.models.rcnn as rcnn_module
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 from vision.detection import create_detector, list_detectors
 from vision.detection.selective_search import (
     colour_histograms,

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 from vision.detection import create_detector
 from vision.detection.generalized_rcnn import GeneralizedRCNN
 from vision.detection.models.fast_rcnn import FastRCNN, SelectiveSearchProposals, fast_rcnn

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 from vision.ops import box_area, box_convert, box_iou, clip_boxes, remove_small_boxes
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 from vision.ops import BoxCoder
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 from vision.ops import batched_nms, nms
 
 

@@ -9,7 +9,7 @@ from fractions import Fraction
 import pytest
 import torch
 
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 from vision.ops import roi_align, roi_pool
 
 FEATURES = torch.randn(3, 2, 7, 9, generator=torch.Generator().manual_seed(0),

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from sklearn.datasets import load_digits as sk_digits
 
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 from vision.data import (
     _read_with_matplotlib,
     load_digits,

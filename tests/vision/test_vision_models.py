@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 import vision
 from textcnn.core.conv import ConvBlock2d, conv_param_count
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 from vision import count_parameters, create_model, list_models, model_info
 
 

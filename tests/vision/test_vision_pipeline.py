@@ -16,8 +16,8 @@ from safetensors.torch import load_file
 from torch.nn import functional as F
 
 from textcnn.core.config import apply_overrides, read_yaml
-from textcnn.errors import TextCNNError
-from textcnn.pipeline import TrainOutcome
+from textcnn.core.errors import TextCNNError
+from textcnn.core.rundir import TrainOutcome
 from vision.data import load_digits, split_indices
 from vision.pipeline import (
     evaluate_image_model,

@@ -83,11 +83,11 @@ def test_image_classifier_threshold_follows_the_probabilities(classifier):
 
 
 def test_image_classifier_streams_its_inputs_in_chunks(classifier, monkeypatch, stream_and_count):
-    from textcnn import pipeline
+    from vision import pipeline
 
     model_dir, images = classifier
     monkeypatch.setattr(pipeline, "CHUNK_IMAGES", 3)
-    predictions, read_at_first = stream_and_count(model_dir, images, top_k=2)
+    predictions, read_at_first = stream_and_count(pipeline.predict_image_stream, model_dir, images, top_k=2)
     assert read_at_first == 3 < len(images)
     model, meta = load_image_model(model_dir)
     probs = image_probabilities(model, meta, images).numpy()

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 from vision.transforms import (
     Augment,
     gaussian_noise,

@@ -28,8 +28,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from textcnn.core.errors import TextCNNError
 from textcnn.core.registry import resolve
-from textcnn.errors import TextCNNError
 
 LECTURE_SIZES: tuple[int, ...] = (4, 3, 2, 1)
 

@@ -16,8 +16,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from textcnn.errors import TextCNNError
-from textcnn.io import atomic_write
+from textcnn.core.errors import TextCNNError
+from textcnn.core.io import atomic_write
 
 _REF = "__tensor__"
 _SKELETON = "textcnn.checkpoint.skeleton"  # metadata key of the JSON skeleton

@@ -22,8 +22,8 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 
+from textcnn.core.errors import TextCNNError, did_you_mean
 from textcnn.core.rundir import check_run_name
-from textcnn.errors import TextCNNError, did_you_mean
 
 T = TypeVar("T")
 _EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
@@ -46,6 +46,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise TextCNNError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
     return data
+
+
+def load_recipe_dict(path: str | Path, overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """Read a recipe file and apply `--set` overrides; the result is still plain data."""
+    return apply_overrides(read_yaml(path), overrides)
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:

@@ -20,8 +20,8 @@ from typing import ClassVar
 from torch import nn
 
 from textcnn.core.activations import create_act_layer
+from textcnn.core.errors import TextCNNError
 from textcnn.core.norm import create_norm_layer, for_dims
-from textcnn.errors import TextCNNError
 
 CONV_LAYERS: dict[int, type[nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d}
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 
 
 def check_probability(value: Any, *, name: str) -> float:

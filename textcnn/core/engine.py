@@ -29,10 +29,10 @@ from tqdm.auto import tqdm
 from textcnn.core.checkpoint import load_checkpoint, save_checkpoint
 from textcnn.core.config import check_literals, check_number, shown
 from textcnn.core.cuda_graphs import StepGraphs
+from textcnn.core.errors import TextCNNError, did_you_mean
+from textcnn.core.io import append_jsonl, atomic_write_text
 from textcnn.core.optim import OPTIMIZER_DEFAULTS, create_optimizer
 from textcnn.core.regularization import EarlyStopping, clip_grad_norm_, l1_penalty, l2_penalty
-from textcnn.errors import TextCNNError, did_you_mean
-from textcnn.io import append_jsonl, atomic_write_text
 
 Batch = Any
 Metrics = dict[str, float]

@@ -33,7 +33,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from textcnn.core.digest import sha256_file
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 
 FORMAT = 2  # 2: config.json records each file's SHA-256; 1: no checksums (read with a warning)
 CONFIG = "config.json"

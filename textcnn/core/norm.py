@@ -7,8 +7,8 @@ from typing import Any, TypeVar
 
 from torch import nn
 
+from textcnn.core.errors import TextCNNError
 from textcnn.core.registry import resolve
-from textcnn.errors import TextCNNError
 
 T = TypeVar("T")
 

@@ -24,9 +24,9 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from textcnn.core.errors import TextCNNError
 from textcnn.core.lazy_adadelta import LazyAdadelta
 from textcnn.core.registry import resolve
-from textcnn.errors import TextCNNError
 
 
 class OptimizerSpec(NamedTuple):

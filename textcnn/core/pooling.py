@@ -9,9 +9,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from textcnn.core.errors import TextCNNError
 from textcnn.core.norm import for_dims
 from textcnn.core.registry import resolve
-from textcnn.errors import TextCNNError
 
 PoolKind = Literal["max", "avg", "l2"]
 

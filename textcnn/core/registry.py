@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from textcnn.errors import TextCNNError, did_you_mean
+from textcnn.core.errors import TextCNNError, did_you_mean
 
 
 def resolve(choice: str | Callable[..., Any], table: Mapping[str, Any], kind: str) -> Any:

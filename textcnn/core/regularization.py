@@ -11,8 +11,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from textcnn.core.errors import TextCNNError, did_you_mean
 from textcnn.core.registry import resolve
-from textcnn.errors import TextCNNError, did_you_mean
 
 
 @torch.no_grad()

@@ -30,8 +30,8 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from textcnn.core.digest import content_digest
-from textcnn.errors import TextCNNError
-from textcnn.io import atomic_write_json
+from textcnn.core.errors import TextCNNError
+from textcnn.core.io import atomic_write_json
 
 try:
     import fcntl
@@ -312,3 +312,34 @@ def default_run_folder(name: str, *, source: str | os.PathLike = "recipe") -> Pa
 __all__ = ["COSMETIC_KEYS", "LOCK_FILE", "RUN_FILE", "RunFolder", "RunIdentity", "check_run_name",
            "default_run_folder", "first_difference", "folder_conflict", "folder_lock",
            "inside", "open_run_folder", "read_run_record", "run_identity", "value_digest"]
+
+
+# -- a finished run -------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainOutcome:
+    """Where a training run wrote its model, and its figures."""
+
+    out_dir: Path  # run directory: run.json, recipe.yaml, train/ (metrics, checkpoint), model/
+    model_dir: Path  # the self-contained model
+    metrics: dict[str, Any] = field(default_factory=dict)  # dev and test figures, timings
+
+    def summary(self) -> str:
+        """One readable line for the CLI."""
+        parts = [f"model: {self.model_dir}"]
+        for key in ("dev_accuracy", "test_accuracy", "test_macro_f1", "epochs_run", "stopped_by",
+                    "train_seconds"):
+            if key in self.metrics:
+                value = self.metrics[key]
+                parts.append(f"{key} {value:.4f}" if isinstance(value, float) and key != "train_seconds"
+                             else f"{key} {value}")
+        return "  ".join(parts)
+
+
+def time_note(metrics: dict[str, Any]) -> str | None:
+    """A console note when the time budget (`train.max_seconds`) cut a run short, else None."""
+    if metrics.get("stopped_by") != "time":
+        return None
+    return (f"note: train.max_seconds stopped the run after {metrics.get('epochs_run')} epoch(s), "
+            "before its planned epochs (its results record stopped_by: time)")

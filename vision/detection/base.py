@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 from vision.registry import create_model
 
 Target = dict[str, Tensor]

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from textcnn.errors import TextCNNError, did_you_mean
+from textcnn.core.errors import TextCNNError, did_you_mean
 from vision.data import read_image
 
 Target = dict[str, Tensor]

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from textcnn.errors import TextCNNError
-from textcnn.io import atomic_write
+from textcnn.core.errors import TextCNNError
+from textcnn.core.io import atomic_write
 
 # one colour per class (label 1 takes the first), cycling past the end
 PALETTE = np.array([(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),

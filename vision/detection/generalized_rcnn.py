@@ -12,7 +12,7 @@ from typing import Protocol
 
 from torch import Tensor, nn
 
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 from vision.detection.base import Detections, DetectionTransform, Detector, Target
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 from vision.ops import box_iou
 
 

@@ -6,8 +6,8 @@ import fnmatch
 from collections.abc import Callable
 from typing import Any
 
+from textcnn.core.errors import TextCNNError
 from textcnn.core.registry import resolve
-from textcnn.errors import TextCNNError
 from vision.detection.base import Detector
 
 _DETECTORS: dict[str, Callable[..., Detector]] = {}

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 from vision.detection.base import Detections, Target, empty_detections
 from vision.ops import (
     BalancedPositiveNegativeSampler,

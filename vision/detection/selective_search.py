@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 
 STRATEGIES = ("colour", "texture", "size", "fill")
 COLOUR_BINS = 25

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from torch import Tensor, nn
 
 from textcnn.core.activations import create_act_layer
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 
 Layer = str | Callable[..., nn.Module]  # a layer by name (the core's registries) or class
 

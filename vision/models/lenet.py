@@ -29,8 +29,8 @@ from torch import Tensor, nn
 
 from textcnn.core.activations import create_act_layer
 from textcnn.core.conv import ConvBlock2d
+from textcnn.core.errors import TextCNNError
 from textcnn.core.pooling import create_pool
-from textcnn.errors import TextCNNError
 from vision.models.base import ImageClassifier
 from vision.registry import register_model
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from textcnn.errors import TextCNNError, did_you_mean
+from textcnn.core.errors import TextCNNError, did_you_mean
 
 BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 from vision.ops.boxes import check_boxes
 
 

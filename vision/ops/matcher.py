@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 
 
 class Matcher:

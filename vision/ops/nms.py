@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 from vision.ops.boxes import box_iou, check_boxes
 
 

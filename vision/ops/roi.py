@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 
 
 def _pair(output_size: int | tuple[int, int]) -> tuple[int, int]:

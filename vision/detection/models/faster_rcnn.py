@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import nn
 
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 from vision.detection.base import DetectionTransform, RegistryBackbone
 from vision.detection.generalized_rcnn import GeneralizedRCNN
 from vision.detection.registry import register_detector

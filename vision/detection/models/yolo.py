@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from textcnn.core.conv import ConvBlock2d
-from textcnn.errors import TextCNNError
+from textcnn.core.errors import TextCNNError
 from vision.detection.base import (
     Detections,
     DetectionTransform,

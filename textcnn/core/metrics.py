@@ -1,4 +1,5 @@
-"""Classification metrics (through scikit-learn) and their text and PNG reports."""
+"""Classification metrics (through scikit-learn, imported when first used: it loads pandas) and
+their text and PNG reports."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
 # The dev metrics a classifier's run can be selected on (train.metric), each with the direction
 # that is better (train.mode); `selection_metrics` computes them.
@@ -19,6 +19,8 @@ def selection_metrics(y_true: np.ndarray, y_pred: np.ndarray,
     """Accuracy and macro-F1: the numbers a run is selected and compared on; with the predicted
     `probabilities` [N, classes], also `loss`: the mean cross-entropy of the true classes (for a
     0/1 indicator `y_true` [N, classes], multi-label, the mean binary cross-entropy)."""
+    from sklearn.metrics import accuracy_score, f1_score
+
     metrics = {"accuracy": float(accuracy_score(y_true, y_pred)),
                "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0))}
     if probabilities is not None:
@@ -34,6 +36,8 @@ def selection_metrics(y_true: np.ndarray, y_pred: np.ndarray,
 
 def evaluation_report(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
     """Accuracy, macro-F1, a per-class report and the confusion matrix (rows: true labels)."""
+    from sklearn.metrics import classification_report, confusion_matrix
+
     labels = list(range(len(class_names)))
     names = [str(c) for c in class_names]
     report = classification_report(y_true, y_pred, labels=labels, target_names=names,
@@ -72,7 +76,7 @@ def plot_confusion_matrix(report: dict[str, Any], path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from textcnn.io import atomic_write
+    from textcnn.core.io import atomic_write
 
     matrix = np.asarray(report["confusion_matrix"])
     names = report["labels"]
