@@ -1,7 +1,8 @@
 """The `textcnn` command line: a thin layer over the library.
 
-Library errors (`TextCNNError`) and failed reads or writes (`OSError`: a read-only or full disk,
-an output path under a file) become one-line messages with exit code 2, and no traceback.
+Library errors (`TextCNNError`), failed reads or writes (`OSError`: a read-only or full disk,
+an output path under a file) and click's usage errors (an unknown option, a value out of range)
+become one-line messages with exit code 2, and no traceback.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import IO
 
 import click
 
@@ -56,10 +58,48 @@ def user_errors(func):
     return wrapper
 
 
+class OneLineUsageError(click.UsageError):
+    """A usage error of click's own (a value out of range, an unknown option, a missing argument)
+    shown as the one line the CLI promises, with the command's help as a hint."""
+
+    def __init__(self, error: click.UsageError) -> None:
+        super().__init__(error.format_message(), error.ctx)
+
+    def show(self, file: IO[str] | None = None) -> None:
+        where = self.ctx.command_path if self.ctx is not None else "textcnn"
+        message = self.format_message().removesuffix(".")
+        click.echo(f"Error: {message} (see '{where} --help')", file=file, err=file is None)
+
+
+@contextlib.contextmanager
+def one_line_usage():
+    """Re-raise click's usage errors as `OneLineUsageError` (a bare group still shows its help)."""
+    try:
+        yield
+    except (OneLineUsageError, getattr(click.exceptions, "NoArgsIsHelpError", OneLineUsageError)):
+        raise
+    except click.UsageError as exc:
+        raise OneLineUsageError(exc) from None
+
+
+class Group(click.Group):
+    """A command group whose usage errors, at any depth, are one line with exit code 2."""
+
+    group_class = type  # subgroups (`data`) are of this class too
+
+    def make_context(self, *args, **kwargs) -> click.Context:
+        with one_line_usage():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context):
+        with one_line_usage():
+            return super().invoke(ctx)
+
+
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(context_settings=CONTEXT)
+@click.group(cls=Group, context_settings=CONTEXT)
 @click.version_option(__version__, "--version", prog_name="textcnn")
 def main() -> None:
     """Kim (2014) sentence CNNs, classic image CNNs and detectors on one CNN core.
