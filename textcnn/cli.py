@@ -38,6 +38,8 @@ class Interrupted(click.ClickException):
 def os_error_line(exc: OSError) -> str:
     """An operating-system error as one line that names the path."""
     where = exc.filename if exc.filename is not None else "output"
+    if exc.errno == errno.EEXIST and Path(where).is_file():  # making a folder where a file is
+        return f"{where}: expected a folder, got a file"
     reason = exc.strerror or str(exc)
     line = f"{where}: cannot read or write it: {reason}"
     if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
@@ -94,6 +96,11 @@ class Group(click.Group):
     def invoke(self, ctx: click.Context):
         with one_line_usage():
             return super().invoke(ctx)
+
+
+def progress_bars() -> bool:
+    """Progress bars only on a terminal: in a log or a pipe, standard error keeps to messages."""
+    return sys.stderr.isatty()
 
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -324,7 +331,8 @@ def batch(recipes: tuple[str, ...], out: str, jobs: int, folds: int | None, only
         raise UserError(f"--seeds: expected comma-separated integers such as 0,1,2, got '{seeds}'") from None
     try:
         run_batch(recipes, out, jobs=jobs, folds=folds, only=only, overrides=overrides,
-                  seeds=seed_list, fold_batched=fold_batched, overwrite=overwrite, echo=click.echo)
+                  seeds=seed_list, fold_batched=fold_batched, overwrite=overwrite, echo=click.echo,
+                  progress=progress_bars())
     except KeyboardInterrupt:
         raise Interrupted("interrupted: finished runs are kept; rerun the same command to resume "
                           "the others") from None
@@ -389,7 +397,7 @@ def fetch_command(name: str, dest: str | None, source: str | None) -> None:
     """
     from textcnn.fetch import fetch
 
-    report = fetch(name, dest=dest or Path("data") / name, source=source)
+    report = fetch(name, dest=dest or Path("data") / name, source=source, progress=progress_bars())
     click.echo(f"{name}: {len(report.fetched)} fetched, {len(report.skipped)} already in place, "
                f"in {report.dest}")
 

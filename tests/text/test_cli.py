@@ -98,6 +98,10 @@ def test_errors_are_one_line_exit_2(trained, tmp_path):
     assert "'neutral' was never seen in training" in bad(tmp_path, "evaluate", trained / "model", "--data", unseen)
     assert "missing.csv" in bad(tmp_path, "evaluate", trained / "model", "--data", tmp_path / "missing.csv")
     assert "expected a model directory" in bad(tmp_path, "predict", tmp_path, "hello")
+    a_file = tmp_path / "afile"
+    a_file.write_text("not a folder")
+    assert bad(tmp_path, "evaluate", trained / "model", "--data", REPO / "data/sample/test.csv",
+               "--plot", a_file / "cm.png") == f"Error: {a_file}: expected a folder, got a file"
 
 
 def test_real_process_prints_no_traceback(tmp_path):
