@@ -8,7 +8,7 @@ batch's padded size, so one very long text cannot make a batch of many texts as 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -49,13 +49,6 @@ def random_batches(n: int, batch_size: int, *, generator: torch.Generator) -> li
     """Plain shuffled mini-batches of indices (no grouping by length)."""
     order = torch.randperm(n, generator=generator).numpy()
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
-
-
-def sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[np.ndarray]:
-    """Batches of indices in length order, for inference (results are put back in input order)."""
-    order = np.argsort(np.asarray(lengths), kind="stable")
-    for start in range(0, len(order), batch_size):
-        yield order[start : start + batch_size]
 
 
 def token_budget_batches(lengths: Sequence[int], *, max_tokens: int, max_count: int) -> list[np.ndarray]:

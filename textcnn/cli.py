@@ -1,7 +1,8 @@
 """The `textcnn` command line: a thin layer over the library.
 
-Library errors (`TextCNNError`) and failed reads or writes (`OSError`: a read-only or full disk,
-an output path under a file) become one-line messages with exit code 2, and no traceback.
+Library errors (`TextCNNError`), failed reads or writes (`OSError`: a read-only or full disk,
+an output path under a file) and click's usage errors (an unknown option, a value out of range)
+become one-line messages with exit code 2, and no traceback.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import IO
 
 import click
 
@@ -36,6 +38,8 @@ class Interrupted(click.ClickException):
 def os_error_line(exc: OSError) -> str:
     """An operating-system error as one line that names the path."""
     where = exc.filename if exc.filename is not None else "output"
+    if exc.errno == errno.EEXIST and Path(where).is_file():  # making a folder where a file is
+        return f"{where}: expected a folder, got a file"
     reason = exc.strerror or str(exc)
     line = f"{where}: cannot read or write it: {reason}"
     if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
@@ -56,10 +60,53 @@ def user_errors(func):
     return wrapper
 
 
+class OneLineUsageError(click.UsageError):
+    """A usage error of click's own (a value out of range, an unknown option, a missing argument)
+    shown as the one line the CLI promises, with the command's help as a hint."""
+
+    def __init__(self, error: click.UsageError) -> None:
+        super().__init__(error.format_message(), error.ctx)
+
+    def show(self, file: IO[str] | None = None) -> None:
+        where = self.ctx.command_path if self.ctx is not None else "textcnn"
+        message = self.format_message().removesuffix(".")
+        click.echo(f"Error: {message} (see '{where} --help')", file=file, err=file is None)
+
+
+@contextlib.contextmanager
+def one_line_usage():
+    """Re-raise click's usage errors as `OneLineUsageError` (a bare group still shows its help)."""
+    try:
+        yield
+    except (OneLineUsageError, getattr(click.exceptions, "NoArgsIsHelpError", OneLineUsageError)):
+        raise
+    except click.UsageError as exc:
+        raise OneLineUsageError(exc) from None
+
+
+class Group(click.Group):
+    """A command group whose usage errors, at any depth, are one line with exit code 2."""
+
+    group_class = type  # subgroups (`data`) are of this class too
+
+    def make_context(self, *args, **kwargs) -> click.Context:
+        with one_line_usage():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context):
+        with one_line_usage():
+            return super().invoke(ctx)
+
+
+def progress_bars() -> bool:
+    """Progress bars only on a terminal: in a log or a pipe, standard error keeps to messages."""
+    return sys.stderr.isatty()
+
+
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(context_settings=CONTEXT)
+@click.group(cls=Group, context_settings=CONTEXT)
 @click.version_option(__version__, "--version", prog_name="textcnn")
 def main() -> None:
     """Kim (2014) sentence CNNs, classic image CNNs and detectors on one CNN core.
@@ -257,7 +304,8 @@ def batch(recipes: tuple[str, ...], out: str, jobs: int, folds: int | None, only
         raise UserError(f"--seeds: expected comma-separated integers such as 0,1,2, got '{seeds}'") from None
     try:
         run_batch(recipes, out, jobs=jobs, folds=folds, only=only, overrides=overrides,
-                  seeds=seed_list, fold_batched=fold_batched, overwrite=overwrite, echo=click.echo)
+                  seeds=seed_list, fold_batched=fold_batched, overwrite=overwrite, echo=click.echo,
+                  progress=progress_bars())
     except KeyboardInterrupt:
         raise Interrupted("interrupted: finished runs are kept; rerun the same command to resume "
                           "the others") from None
@@ -323,7 +371,7 @@ def fetch_command(name: str, dest: str | None, source: str | None) -> None:
     """
     from textcnn.fetch import fetch
 
-    report = fetch(name, dest=dest or Path("data") / name, source=source)
+    report = fetch(name, dest=dest or Path("data") / name, source=source, progress=progress_bars())
     click.echo(f"{name}: {len(report.fetched)} fetched, {len(report.skipped)} already in place, "
                f"in {report.dest}")
 

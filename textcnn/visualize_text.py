@@ -16,17 +16,20 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from textcnn.batching import pad_batch, sorted_batches
+from textcnn import estimator
+from textcnn.batching import pad_batch, token_budget_batches
 from textcnn.core.errors import TextCNNError
 from textcnn.core.io import atomic_write, atomic_write_json, atomic_write_text
-from textcnn.estimator import TextCNNClassifier
 from textcnn.projection import ProjectedKimCNN
 
 
-def top_ngrams(clf: TextCNNClassifier, texts: Sequence[str], *, maps: Sequence[int] = (0, 1, 2, 3),
-               top: int = 5, batch_size: int = 500) -> list[dict[str, Any]]:
+def top_ngrams(clf: estimator.TextCNNClassifier, texts: Sequence[str], *,
+               maps: Sequence[int] = (0, 1, 2, 3), top: int = 5,
+               max_tokens: int | None = None) -> list[dict[str, Any]]:
     """For each width and each map in `maps`, the `top` distinct n-grams with the highest score.
 
+    Texts are scored in batches of at most `max_tokens` padded tokens (default: prediction's
+    `INFERENCE_TOKENS`), so one very long text cannot make a batch of many texts as wide as itself.
     A map index outside 0..maps-1 raises `TextCNNError` naming the valid range."""
     cfg = clf.model_.config
     bad = [m for m in maps if isinstance(m, bool) or not isinstance(m, int) or not 0 <= m < cfg.maps]
@@ -37,13 +40,17 @@ def top_ngrams(clf: TextCNNClassifier, texts: Sequence[str], *, maps: Sequence[i
     ids = clf.tokenizer_.encode_batch(list(texts))
     best: dict[tuple[int, int], dict[str, float]] = {(w, m): {} for w in cfg.widths for m in maps}
     with torch.no_grad():
-        for idx in sorted_batches([len(s) for s in ids], batch_size):
+        budget = estimator.INFERENCE_TOKENS if max_tokens is None else max_tokens
+        for idx in token_budget_batches([len(s) for s in ids], max_tokens=budget,
+                                        max_count=estimator.INFERENCE_BATCH):
             batch = pad_batch([ids[i] for i in idx], pad_id=cfg.pad_id)
             for i, width in enumerate(cfg.widths):
                 table, bias = getattr(model, f"table{i}"), getattr(model, f"bias{i}")
                 n_rows = (table.shape[0] - 1) // width
+                if batch.shape[1] < width:
+                    continue  # no text of this batch holds a whole n-gram of this width
                 # only windows wholly inside a sentence: a filter's n-gram has all its words
-                windows = batch.unfold(1, width, 1) if batch.shape[1] >= width else batch[:, :0, None]
+                windows = batch.unfold(1, width, 1)
                 taps = torch.arange(width) * n_rows
                 scores = F.embedding_bag((windows + taps).reshape(-1, width), table, mode="sum")
                 scores = torch.relu(scores.view(*windows.shape[:2], -1) + bias)
@@ -94,7 +101,7 @@ def plot_training_curve(history: Sequence[dict[str, Any]], path: str | Path) -> 
 def visualize_text_model(model_dir: str | Path, out_dir: str | Path, *, texts: Sequence[str],
                          maps: Sequence[int] = (0, 1, 2, 3), top: int = 5) -> list[Path]:
     """Write `ngrams.md`/`ngrams.json` (top n-grams per map) and `training-curve.png`."""
-    clf = TextCNNClassifier.load(model_dir)
+    clf = estimator.TextCNNClassifier.load(model_dir)
     found = top_ngrams(clf, texts, maps=maps, top=top)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -98,6 +98,10 @@ def test_errors_are_one_line_exit_2(trained, tmp_path):
     assert "'neutral' was never seen in training" in bad(tmp_path, "evaluate", trained / "model", "--data", unseen)
     assert "missing.csv" in bad(tmp_path, "evaluate", trained / "model", "--data", tmp_path / "missing.csv")
     assert "expected a model directory" in bad(tmp_path, "predict", tmp_path, "hello")
+    a_file = tmp_path / "afile"
+    a_file.write_text("not a folder")
+    assert bad(tmp_path, "evaluate", trained / "model", "--data", REPO / "data/sample/test.csv",
+               "--plot", a_file / "cm.png") == f"Error: {a_file}: expected a folder, got a file"
 
 
 def test_real_process_prints_no_traceback(tmp_path):
@@ -117,3 +121,36 @@ def test_data_fetch_from_a_local_mirror_and_offline_error(tmp_path, shared_data)
     assert "TREC.train.all" in message and "custrev.all" in message
     assert (dest / "TREC.test.all").is_file()  # what was fetched is kept
     assert "Example" in run("data", "fetch", "--help").output
+
+
+@pytest.mark.parametrize(("args", "command", "fragment"), [
+    (["predict", "MODEL", "x", "--threshold", "1.5"], "predict",
+     "Invalid value for '--threshold': 1.5 is not in the range 0<=x<=1"),
+    (["predict", "MODEL", "x", "--top-k", "0"], "predict", "Invalid value for '--top-k': 0 is not in the range x>=1"),
+    (["predict", "MODEL", "--input", "DIR"], "predict", "Invalid value for '--input': File 'DIR' is a directory"),
+    (["predict"], "predict", "Missing argument 'MODEL'"),
+    (["train", "RECIPE", "--bogus"], "train", "No such option '--bogus'"),
+    (["trian"], "", "No such command 'trian'"),
+    (["--bogus"], "", "No such option '--bogus'"),
+    (["data", "fetch", "kim2015"], "data fetch", "'kim2015' is not one of 'kim2014', 'sst'"),
+    (["batch", "RECIPE", "--out", "DIR", "--jobs", "0"], "batch", "Invalid value for '--jobs': 0 is not in the range x>=1"),
+])
+def test_click_usage_errors_are_one_line_exit_2(trained, tmp_path, args, command, fragment):
+    names = {"MODEL": str(trained / "model"), "DIR": str(tmp_path), "RECIPE": str(REPO / "recipes/quickstart.yaml")}
+    result = CliRunner().invoke(main, [names.get(a, a) for a in args], prog_name="textcnn")
+    assert result.exit_code == 2, result.output
+    assert result.stdout == "" and "Usage:" not in result.stderr and "Traceback" not in result.stderr
+    [line] = result.stderr.splitlines()
+    hint = f" (see '{' '.join(['textcnn', command]).strip()} --help')"
+    assert line.startswith("Error: ") and line.endswith(hint), line
+    assert fragment.replace("DIR", str(tmp_path)) in line
+
+
+def test_a_real_process_shows_a_usage_error_in_one_line_and_help_still_works():
+    proc = subprocess.run([sys.executable, "-m", "textcnn.cli", "predict", "--top-k", "0", "m", "x"],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.splitlines() == ["Error: Invalid value for '--top-k': 0 is not in the range x>=1 "
+                                        "(see 'python -m textcnn.cli predict --help')"]
+    bare = CliRunner().invoke(main, ["data"])  # a group without its command shows its help
+    assert "Usage:" in bare.output and "fetch" in bare.output

@@ -13,11 +13,11 @@ TEXTS = ["a warm and funny film", "a dull , dull plot", "funny", "", "the cast i
 LABELS = ["pos", "neg", "pos", "neg", "pos"] * 4
 
 
-def brute_force(clf, width_index, fmap, top):
+def brute_force(clf, width_index, fmap, top, texts=TEXTS):
     conv = clf.model_.convs[width_index].conv
     width = clf.model_.config.widths[width_index]
     scores = {}
-    for text in TEXTS:
+    for text in texts:
         ids = clf.tokenizer_.encode_batch([text])[0]
         for start in range(len(ids) - width + 1):
             window = torch.tensor([ids[start:start + width]])
@@ -64,3 +64,34 @@ def test_cli_visualize_maps_999_exits_2(tmp_path):
         assert result.exit_code == 2 and "Traceback" not in result.output
         assert "in 0..2 (the model has 3 maps per width)" in result.output
         assert not (tmp_path / "viz").exists()
+
+
+
+def test_one_long_text_is_a_batch_of_its_own_and_the_n_grams_stay_the_brute_forces(monkeypatch):
+    """Texts are scored in batches of bounded padded size (count x longest), so one long text does
+    not widen a batch of many short ones; the top n-grams are still the brute force's."""
+    import textcnn.visualize_text as visualize_text
+
+    clf = TextCNNClassifier(maps=3, embedding_dim=8, widths=(1, 2, 3), epochs=2, dev_fraction=0).fit(TEXTS, LABELS)
+    texts = [*TEXTS, " ".join(["warm", "dull", "funny", "plot", "clever"] * 40)]  # 200 tokens
+    real_pad_batch, shapes = visualize_text.pad_batch, []
+
+    def spy(seqs, **kwargs):
+        batch = real_pad_batch(seqs, **kwargs)
+        shapes.append(tuple(batch.shape))
+        return batch
+
+    monkeypatch.setattr(visualize_text, "pad_batch", spy)
+    budget = 32
+    found = top_ngrams(clf, texts, maps=(0, 2), top=4, max_tokens=budget)
+    assert sum(n for n, _ in shapes) == len(texts)
+    assert (1, 200) in shapes and all(n * width <= budget or n == 1 for n, width in shapes), shapes
+    for entry in found:
+        every = brute_force(clf, [1, 2, 3].index(entry["width"]), entry["map"], 4, texts=texts)
+        best = sorted(every.values(), reverse=True)[:4]
+        assert [score for _, score in entry["ngrams"]] == pytest.approx(best, abs=1e-4)
+        for gram, score in entry["ngrams"]:
+            assert every[gram] == pytest.approx(score, abs=1e-4)
+    shapes.clear()
+    top_ngrams(clf, texts, maps=(0,), top=4)  # prediction's budget: 21 texts fit in one batch
+    assert shapes == [(len(texts), 200)]
