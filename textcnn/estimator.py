@@ -11,7 +11,9 @@ trained from one) and `metrics.json`. Loading needs no training data and no pick
 from __future__ import annotations
 
 import functools
+import inspect
 import json
+import textwrap
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -32,14 +34,19 @@ from textcnn.core.engine import (
     native_bf16,
     resolve_device,
 )
-from textcnn.core.errors import TextCNNError, check_classes
+from textcnn.core.errors import TextCNNError, check_classes, did_you_mean
 from textcnn.core.metrics import selection_metrics
 from textcnn.core.modeldir import open_model_dir, write_model_dir
 from textcnn.core.splits import holdout_split
 from textcnn.data import LabelMap
 from textcnn.model import KimCNN, KimCNNConfig
 from textcnn.projection import ProjectedKimCNN, projected_logits
-from textcnn.recipe import TextRecipe, recipe_from_estimator_params
+from textcnn.recipe import (
+    EstimatorParameter,
+    TextRecipe,
+    estimator_parameters,
+    recipe_from_estimator_params,
+)
 from textcnn.tokenizer import WordTokenizer
 from textcnn.vectors import (
     embedding_matrix,
@@ -75,139 +82,71 @@ class Prepared(NamedTuple):
     vectors: torch.Tensor | None  # the embedding table of the pretrained variants
 
 
+OUT_DIR = EstimatorParameter(
+    "out_dir", None, None, None, str | None,
+    "a folder for the engine's metrics and checkpoints (resumable): each fit trains in its own "
+    "subfolder, keyed by the parameters and the training data (see `fit`); not saved with the "
+    "model; None keeps everything in memory")
+
+
+def with_parameters(params: Sequence[EstimatorParameter]) -> Callable[[type], type]:
+    """Class decorator: an `__init__` taking `params` as keyword-only arguments and only storing
+    them (as scikit-learn wants), with their signature (what `get_params`, `set_params`, `clone`
+    and `repr` read), and their list in the class docstring (its `{parameters}`)."""
+    defaults = {p.name: p.default for p in params}
+
+    def lend(cls: type) -> type:
+        def __init__(self, **kwargs: Any) -> None:
+            unknown = [name for name in kwargs if name not in defaults]
+            if unknown:
+                raise TypeError(f"{cls.__name__}.__init__() got an unexpected keyword argument "
+                                f"'{unknown[0]}'{did_you_mean(unknown[0], defaults)}")
+            for name, default in defaults.items():
+                setattr(self, name, kwargs.get(name, default))
+
+        __init__.__signature__ = inspect.Signature(
+            [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+            + [inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=p.default,
+                                 annotation=p.annotation) for p in params])
+        __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+        __init__.__doc__ = f"Store the parameters (see `{cls.__name__}`); `fit` checks them."
+        cls.__init__ = __init__
+        if cls.__doc__:  # None under python -OO
+            lines = [textwrap.fill(f"{p.name}={p.default!r}" + (f" ({p.section}.{p.key})" if p.section else "")
+                                   + (f": {p.comment}" if p.comment else ""), width=100,
+                                   initial_indent=" " * 8, subsequent_indent=" " * 12)
+                     for p in params]
+            cls.__doc__ = cls.__doc__.replace(" " * 8 + "{parameters}", "\n".join(lines))
+        return cls
+    return lend
+
+
+@with_parameters([*estimator_parameters(), OUT_DIR])
 class TextCNNClassifier(ClassifierMixin, BaseEstimator):
     """Kim (2014) sentence CNN for raw text, with scikit-learn's estimator interface.
 
-    Parameters (keyword-only; defaults are the paper's):
-        variant: "rand", "static", "non-static" or "multichannel".
-        widths, maps: filter widths in words and feature maps per width.
-        dropout, max_norm: dropout on pooled features; l2 max-norm of output weight rows.
-        embedding_dim: word-vector size for rand and in-domain word2vec (pretrained vectors
-            bring their own).
-        vectors: pretrained vectors for the non-rand variants: a word2vec/GloVe/fastText/.kv file,
-            a Hugging Face checkpoint directory, "minilm" (the installed MiniLM-L6 checkpoint) or
-            "word2vec" (train word2vec on the training split only). Ignored by rand.
-        allow_pickle: read a gensim `.kv` vectors file, which is a Python pickle and can run
-            code when loaded; False refuses it. Never taken from a saved model's config.json.
-        min_frequency, max_vocab, lowercase: vocabulary options of the word-level tokenizer.
-        epochs, batch_size, optimizer, lr: training; Adadelta (rho 0.95, eps 1e-6) by default.
-        weight_decay, l1, l2: the optimizer's own L2 weight decay; coefficients of sum |w| and
-            sum w^2 over the weights (not biases) added to the loss. On the fast CPU path these
-            make the embedding gradients dense (every row moves), so each step costs what dense
-            Adadelta costs; the result is the same as with fast=False's optimizer.
-        grad_clip: clip the gradients' global L2 norm to this value (None: no clipping).
-        lr_schedule, warmup_steps: "constant" or "cosine" (decay to 0 over the planned steps),
-            after a linear warm-up over the first `warmup_steps` steps.
-        metric, mode: the dev metric that selects the best epoch and drives early stopping:
-            "accuracy" or "macro_f1" (mode "max") or "loss", the dev cross-entropy (mode "min").
-        max_seconds: time budget; an epoch starts only if it should end within it (None: none).
-        dev_fraction: share of the training data held out (stratified) to select the best epoch
-            when `fit` gets no dev data; 0 keeps the last epoch.
-        patience: stop after this many epochs without dev improvement; None runs all epochs.
-        class_weight: None, "balanced" or {label: weight}.
-        label_smoothing: cross-entropy label smoothing.
-        multi_label, threshold: sigmoid outputs with binary cross-entropy; a label is predicted
-            when its probability reaches `threshold`. `y` is then a list of label lists.
-            (`predict(X, threshold=P)` overrides it per call; for a single-label model the same
-            keyword is a confidence threshold below which `predict` abstains.)
-        word2vec_epochs: epochs of in-domain word2vec training (vectors="word2vec").
-        fast: train with length bucketing and sparse (lazy) Adadelta updates of the embeddings,
-            and predict from precomputed word projections (textcnn/projection.py). The same
-            model either way; fast=False trains and predicts the plain way, for reference.
-        amp: bfloat16 matrix products where the device has them natively: autocast on CUDA;
-            on a CPU with AVX-512 BF16 or AMX, the fast path's projection GEMMs in training
-            (float32 accumulation; about 3x faster products). False: float32 throughout.
-        cuda_graphs: on CUDA, replay each batch shape's training step as a CUDA graph
-            (textcnn/core/cuda_graphs.py); batches are then padded to a multiple of 8 words,
-            which changes no result. Ignored on CPU.
-        seed, device, threads, verbose: seeding, "auto"/"cpu"/"cuda", CPU threads, progress bars.
-        out_dir: a folder for the engine's metrics and checkpoints (resumable): each fit trains in
-            its own subfolder, keyed by the parameters and the training data (see `fit`). Not
-            saved with the model. None keeps everything in memory.
-    """
+    Parameters, keyword-only: each but `out_dir` is a setting of a text recipe (its key in
+    parentheses), with the recipe's default (but for `verbose`, off here) and meaning:
+        {parameters}
 
-    def __init__(
-        self,
-        *,
-        variant: str = "rand",
-        widths: Sequence[int] = (3, 4, 5),
-        maps: int = 100,
-        dropout: float = 0.5,
-        max_norm: float | None = 3.0,
-        embedding_dim: int = 300,
-        vectors: str | None = None,
-        allow_pickle: bool = False,
-        min_frequency: int = 1,
-        max_vocab: int | None = None,
-        lowercase: bool = True,
-        epochs: int = 25,
-        batch_size: int = 50,
-        optimizer: str = "adadelta",
-        lr: float | None = None,
-        weight_decay: float = 0.0,
-        l1: float = 0.0,
-        l2: float = 0.0,
-        grad_clip: float | None = None,
-        lr_schedule: str = "constant",
-        warmup_steps: int = 0,
-        metric: str = "accuracy",
-        mode: str = "max",
-        max_seconds: float | None = None,
-        dev_fraction: float = 0.1,
-        patience: int | None = None,
-        class_weight: str | dict | None = None,
-        label_smoothing: float = 0.0,
-        multi_label: bool = False,
-        threshold: float = 0.5,
-        word2vec_epochs: int = 25,
-        fast: bool = True,
-        amp: bool = True,
-        cuda_graphs: bool = False,
-        seed: int = 0,
-        device: str = "auto",
-        threads: int | None = None,
-        verbose: bool = False,
-        out_dir: str | None = None,
-    ) -> None:
-        self.variant = variant
-        self.widths = widths
-        self.maps = maps
-        self.dropout = dropout
-        self.max_norm = max_norm
-        self.embedding_dim = embedding_dim
-        self.vectors = vectors
-        self.allow_pickle = allow_pickle
-        self.min_frequency = min_frequency
-        self.max_vocab = max_vocab
-        self.lowercase = lowercase
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.optimizer = optimizer
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.l1 = l1
-        self.l2 = l2
-        self.grad_clip = grad_clip
-        self.lr_schedule = lr_schedule
-        self.warmup_steps = warmup_steps
-        self.metric = metric
-        self.mode = mode
-        self.max_seconds = max_seconds
-        self.dev_fraction = dev_fraction
-        self.patience = patience
-        self.class_weight = class_weight
-        self.label_smoothing = label_smoothing
-        self.multi_label = multi_label
-        self.threshold = threshold
-        self.word2vec_epochs = word2vec_epochs
-        self.fast = fast
-        self.amp = amp
-        self.cuda_graphs = cuda_graphs
-        self.seed = seed
-        self.device = device
-        self.threads = threads
-        self.verbose = verbose
-        self.out_dir = out_dir
+    vectors: a word2vec/GloVe/fastText/.kv file, a Hugging Face checkpoint directory, "minilm"
+    (the installed MiniLM-L6 checkpoint) or "word2vec" (trained on the training split only);
+    ignored by rand. A loaded model's `allow_pickle` is always False. Adadelta (rho 0.95, eps
+    1e-6) is the default optimizer. On the fast CPU path, `weight_decay`, `l1` and `l2` make the
+    embedding gradients dense (every row moves), so each step costs what dense Adadelta costs;
+    the result is that of fast=False's optimizer. `metric` is "accuracy" or "macro_f1" (mode
+    "max") or "loss", the dev cross-entropy (mode "min"). `dev_fraction` is held out stratified,
+    only when `fit` gets no dev data; 0 keeps the last epoch. With `multi_label`, `y` is a list
+    of label lists and a label is predicted when its probability reaches `threshold`
+    (`predict(X, threshold=P)` overrides it per call; for a single-label model the same keyword
+    is a confidence threshold below which `predict` abstains). `fast` trains with length
+    bucketing and sparse (lazy) Adadelta updates of the embeddings and predicts from
+    precomputed word projections (textcnn/projection.py): the same model either way. `amp`:
+    autocast on CUDA; on a CPU with AVX-512 BF16 or AMX, the fast path's projection GEMMs in
+    training (float32 accumulation; about 3x faster products); False: float32 throughout.
+    `cuda_graphs` pads batches to a multiple of 8 words, which changes no result; ignored on
+    CPU. `verbose` shows progress bars.
+    """
 
     # -- fitting -------------------------------------------------------------------------------
     def _settings(self) -> TextRecipe:
@@ -248,11 +187,9 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         # The CPU fast path: only a mini-batch's words get gradients and LazyAdadelta updates those
         # rows alone; on CUDA the dense update is cheaper than the extra kernel launches.
         sparse = self.fast and self.optimizer == "adadelta" and resolve_device(self.device).type == "cpu"
-        self.model_config_ = KimCNNConfig(
+        self.model_config_ = self._settings().model.kim_config(
             vocab_size=self.tokenizer_.vocab_size, num_classes=len(self.classes_), embedding_dim=dim,
-            variant=self.variant, widths=list(self.widths), maps=self.maps, dropout=self.dropout,
-            max_norm=self.max_norm, pad_id=self.tokenizer_.pad_id,
-            sparse=sparse)
+            pad_id=self.tokenizer_.pad_id, sparse=sparse)
         torch.manual_seed(self.seed)
         self.model_ = KimCNN(self.model_config_, vectors=vectors)
         self.projected_ = None
