@@ -72,8 +72,8 @@ MAX_TABLE_BYTES = 1 << 30  # larger vocabularies predict with the convolutions i
 GRAPH_PAD_MULTIPLE = 8  # with cuda_graphs: batch widths rounded up to this, a few graphs in all
 
 
-class Prepared(NamedTuple):
-    """What `TextCNNClassifier._prepare` hands to training."""
+class FitData(NamedTuple):
+    """What `TextCNNClassifier.prepare_fit` hands to training."""
 
     train_ids: list[list[int]]  # token ids of the training texts
     train_targets: torch.Tensor  # their class ids (or 0/1 rows for multi-label)
@@ -166,7 +166,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         dev_texts = None if X_dev is None else _as_texts(X_dev, "X_dev")
         dev_labels = None if y_dev is None else list(y_dev)
         if self.out_dir is None:
-            return self._fit(texts, labels, dev_texts, dev_labels, run_dir=None)
+            return self.fit_into(None, texts, labels, X_dev=dev_texts, y_dev=dev_labels)
         from textcnn.core.rundir import open_run_folder, run_identity
 
         identity = run_identity(
@@ -175,35 +175,61 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
             values={"X": texts, "y": labels, "X_dev": dev_texts, "y_dev": dev_labels})
         with open_run_folder(Path(self.out_dir) / identity.fingerprint[:16], identity) as run:
             run.begin()
-            return self._fit(texts, labels, dev_texts, dev_labels, run_dir=run.folder)
+            return self.fit_into(run.folder, texts, labels, X_dev=dev_texts, y_dev=dev_labels)
 
-    def _fit(self, X: list[str], y: list[Any], X_dev: list[str] | None, y_dev: list[Any] | None,
-             *, run_dir: Path | None) -> TextCNNClassifier:
-        """`fit`, with the engine's checkpoints and metrics in `run_dir` (None: in memory); the
-        caller has claimed that folder (`textcnn.core.rundir.open_run_folder`)."""
-        prepared = self._prepare(X, y, X_dev, y_dev)
-        vectors = prepared.vectors
-        dim = vectors.shape[1] if vectors is not None else self.embedding_dim
+    def fit_into(self, run_dir: str | Path | None, X: Iterable[str], y: Sequence[Any], *,
+                 X_dev: Iterable[str] | None = None, y_dev: Sequence[Any] | None = None) -> TextCNNClassifier:
+        """`fit`, with the engine's checkpoints and metrics in `run_dir` (None: in memory), a
+        folder the caller has claimed (`textcnn.core.rundir.open_run_folder`); `out_dir` is not
+        used."""
+        data = self.prepare_fit(X, y, X_dev=X_dev, y_dev=y_dev)
         # The CPU fast path: only a mini-batch's words get gradients and LazyAdadelta updates those
         # rows alone; on CUDA the dense update is cheaper than the extra kernel launches.
         sparse = self.fast and self.optimizer == "adadelta" and resolve_device(self.device).type == "cpu"
-        self.model_config_ = self._settings().model.kim_config(
-            vocab_size=self.tokenizer_.vocab_size, num_classes=len(self.classes_), embedding_dim=dim,
-            pad_id=self.tokenizer_.pad_id, sparse=sparse)
+        self.model_config_ = self.model_config(data, sparse=sparse)
         torch.manual_seed(self.seed)
-        self.model_ = KimCNN(self.model_config_, vectors=vectors)
+        self.model_ = KimCNN(self.model_config_, vectors=data.vectors)
         self.projected_ = None
-        self.fit_result_ = self._train(prepared.train_ids, prepared.train_targets, prepared.dev_texts,
-                                       prepared.dev_targets, run_dir=run_dir)
+        self.fit_result_ = self._train(data.train_ids, data.train_targets, data.dev_texts, data.dev_targets,
+                                       run_dir=None if run_dir is None else Path(run_dir))
         self.model_.cpu().eval()
         return self
 
-    def _prepare(self, X: Iterable[str], y: Sequence[Any], X_dev: Iterable[str] | None,
-                 y_dev: Sequence[Any] | None) -> Prepared:
-        """Labels, the train/dev split, the tokenizer, the training ids and the vectors:
-        everything `fit` does before training (also `textcnn.fold_batched.fit_fold_classifiers`).
-        Sets `label_map_`, `classes_` and `tokenizer_`. Checks the parameters first, before any
-        data work."""
+    def model_config(self, data: FitData, *, sparse: bool = False) -> KimCNNConfig:
+        """The shape of the model this classifier trains on `data` (from `prepare_fit`): its
+        parameters, the vocabulary and classes of `data`, and the vectors' size when it has some."""
+        dim = data.vectors.shape[1] if data.vectors is not None else self.embedding_dim
+        return self._settings().model.kim_config(
+            vocab_size=self.tokenizer_.vocab_size, num_classes=len(self.classes_), embedding_dim=dim,
+            pad_id=self.tokenizer_.pad_id, sparse=sparse)
+
+    def adopt_fitted(self, model: KimCNN, data: FitData, *, fit_result: FitResult,
+                     precision: str) -> TextCNNClassifier:
+        """Take `model`, trained elsewhere on `data` (from this classifier's `prepare_fit`), as
+        the fitted model: how `textcnn.fold_batched` hands back the folds it trained as one.
+        `fit_result` is its training history, with `best_metrics` replaced by the model's own
+        dev metrics on `data` (float32, on the CPU); `precision` that of its matrix products."""
+        expected = self.model_config(data)
+        if replace(model.config, sparse=False) != expected:
+            raise TextCNNError(f"adopt_fitted: expected a KimCNN of config {expected} (the parameters "
+                               f"and the prepared data), got {model.config}")
+        self.model_config_, self.model_ = model.config, model.cpu().eval()
+        self.projected_ = None
+        self.precision_ = precision
+        best = {}
+        if data.dev_targets is not None:
+            scores = self._scores(self.model_, self.tokenizer_.encode_batch(data.dev_texts), torch.device("cpu"))
+            best = selection_metrics(data.dev_targets.numpy(), self._decide(scores))
+        self.fit_result_ = replace(fit_result, best_metrics=best)
+        return self
+
+    def prepare_fit(self, X: Iterable[str], y: Sequence[Any], *, X_dev: Iterable[str] | None = None,
+                    y_dev: Sequence[Any] | None = None) -> FitData:
+        """Everything `fit` does before training: check the parameters (before any data work),
+        fit the labels (`label_map_`, `classes_`), hold out the dev split, train the tokenizer
+        (`tokenizer_`), encode the training texts and build the vectors. A trainer of its own
+        (`textcnn.fold_batched`) then trains a model of `model_config(data)` and hands it to
+        `adopt_fitted`."""
         self._settings()
         texts = _as_texts(X, "X")
         labels = list(y)
@@ -238,7 +264,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
 
         torch.manual_seed(self.seed)
         self.tokenizer_, train_ids, vectors = self._tokenizer_and_vectors(train_texts)
-        return Prepared(train_ids, train_targets, dev_texts, dev_targets, vectors)
+        return FitData(train_ids, train_targets, dev_texts, dev_targets, vectors)
 
     def _tokenizer_and_vectors(self, train_texts: list[str]) -> tuple[WordTokenizer, list[list[int]],
                                                                       torch.Tensor | None]:

@@ -602,16 +602,19 @@ FoldTexts = tuple[Sequence[str], Sequence[Any], Sequence[str] | None, Sequence[A
 """One fold for `fit_fold_classifiers`: (train texts, train labels, dev texts or None, dev labels)."""
 
 
+# The estimator settings `fit_folds` has no equivalent for: each must keep its default.
+UNSUPPORTED_PARAMS = ("patience", "class_weight", "label_smoothing", "multi_label", "weight_decay", "l1",
+                      "l2", "grad_clip", "lr_schedule", "warmup_steps", "metric", "mode", "max_seconds",
+                      "cuda_graphs")
+
+
 def _check_fold_params(clf: Any) -> None:
     """The estimator settings `fit_folds` has no equivalent for, as one clear error."""
-    unsupported = {"patience": None, "class_weight": None, "label_smoothing": 0.0, "multi_label": False,
-                   "weight_decay": 0.0, "l1": 0.0, "l2": 0.0, "grad_clip": None, "lr_schedule": "constant",
-                   "warmup_steps": 0, "metric": "accuracy", "mode": "max", "max_seconds": None,
-                   "cuda_graphs": False}
-    for name, plain in unsupported.items():
-        if getattr(clf, name) != plain:
-            raise TextCNNError(f"fold-batched training: expected {name}={plain!r} (not supported when "
-                               f"the folds train as one model), got {getattr(clf, name)!r}")
+    defaults = type(clf)().get_params()
+    for name in UNSUPPORTED_PARAMS:
+        if getattr(clf, name) != defaults[name]:
+            raise TextCNNError(f"fold-batched training: expected {name}={defaults[name]!r} (not supported "
+                               f"when the folds train as one model), got {getattr(clf, name)!r}")
     if clf.optimizer not in FOLD_OPTIMIZERS:
         raise TextCNNError(f"fold-batched training: expected an optimizer in "
                            f"{', '.join(FOLD_OPTIMIZERS)}, got '{clf.optimizer}'")
@@ -638,41 +641,39 @@ def shrink_vocab(model: KimCNN, vocab_size: int) -> KimCNN:
 def fit_fold_classifiers(params: dict[str, Any], folds: Sequence[FoldTexts]) -> list[Any]:
     """K `TextCNNClassifier(**params)`, fold k fitted on `folds[k]`, all trained as one model.
 
-    Each fold gets what `TextCNNClassifier.fit` would give it before training (its own labels,
-    dev split, tokenizer trained on its own text and vectors, e.g. in-domain word2vec), and
-    the initial weights `fit` would draw (`torch.manual_seed(seed)`). The folds then train
-    together with `fit_folds`, each in its own tokenizer's id space (tables padded to the
-    largest vocabulary), and each classifier gets its fold's best-epoch weights, its
-    `fit_result_` (best epoch, dev metrics of the returned model, per-epoch history) and
-    `fit_result_.seconds` = the shared training time / K. Early stopping (`patience`), class
-    weights, label smoothing, multi-label, penalties and weight decay, gradient clipping, learning
-    rate schedules, a selection metric other than accuracy, a time budget and CUDA graphs are not
+    Each fold gets what `TextCNNClassifier.fit` would give it before training
+    (`TextCNNClassifier.prepare_fit`: its own labels, dev split, tokenizer trained on its own text
+    and vectors, e.g. in-domain word2vec), and the initial weights `fit` would draw
+    (`torch.manual_seed(seed)`). The folds then train together with `fit_folds`, each in its own
+    tokenizer's id space (tables padded to the largest vocabulary), and each classifier adopts
+    its fold's best-epoch weights (`adopt_fitted`), with its `fit_result_` (best epoch, dev
+    metrics of the returned model, per-epoch history) and `fit_result_.seconds` = the shared
+    training time / K. Early stopping (`patience`), class weights, label smoothing, multi-label,
+    penalties and weight decay, gradient clipping, learning rate schedules, a selection metric
+    other than accuracy, a time budget and CUDA graphs are not supported here (`UNSUPPORTED_PARAMS`
+    must keep their defaults) and raise an error; so does an optimizer outside FOLD_OPTIMIZERS.
     supported here and raise an error.
     """
     from textcnn.core.engine import FitResult
-    from textcnn.core.metrics import selection_metrics
-    from textcnn.estimator import Prepared, TextCNNClassifier
+    from textcnn.estimator import FitData, TextCNNClassifier
 
     if not folds:
         raise TextCNNError("fit_fold_classifiers: expected at least one fold, got none")
 
-    def prepare(fold: FoldTexts) -> tuple[TextCNNClassifier, Prepared]:
+    def prepare(fold: FoldTexts) -> tuple[TextCNNClassifier, FitData]:
         clf = TextCNNClassifier(**params)
         _check_fold_params(clf)
-        return clf, clf._prepare(*fold)
+        texts, labels, dev_texts, dev_labels = fold
+        return clf, clf.prepare_fit(texts, labels, X_dev=dev_texts, y_dev=dev_labels)
 
     # Each fold's tokenizer and vectors (in-domain word2vec: seconds per fold) are independent;
     # gensim and tokenizers release the GIL, so threads prepare the folds side by side.
     with ThreadPoolExecutor(max_workers=min(len(folds), os.cpu_count() or 1)) as pool:
         prepared = list(pool.map(prepare, folds))
-    clfs, train, dev, tables, dev_sets = [], [], [], [], []
-    for clf, (train_ids, train_targets, dev_texts, dev_targets, vectors) in prepared:
-        clfs.append(clf)
-        train.append((train_ids, train_targets.tolist()))
-        dev_ids = clf.tokenizer_.encode_batch(dev_texts) if dev_targets is not None else None
-        dev.append((dev_ids, dev_targets.tolist()) if dev_targets is not None else None)
-        dev_sets.append((dev_ids, dev_targets))
-        tables.append(vectors)
+    clfs = [clf for clf, _ in prepared]
+    train = [(data.train_ids, data.train_targets.tolist()) for _, data in prepared]
+    dev = [(clf.tokenizer_.encode_batch(data.dev_texts), data.dev_targets.tolist())
+           if data.dev_targets is not None else None for clf, data in prepared]
     first = clfs[0]
     classes = [len(c.classes_) for c in clfs]
     if len(set(classes)) > 1:
@@ -685,16 +686,13 @@ def fit_fold_classifiers(params: dict[str, Any], folds: Sequence[FoldTexts]) -> 
     if len(pads) > 1:
         raise TextCNNError(f"fold-batched training: expected one [PAD] id in every fold, got {sorted(pads)}")
     vocab = max(sizes)
-    dim = tables[0].shape[1] if tables[0] is not None else first.embedding_dim
-    config = KimCNNConfig(vocab_size=vocab, num_classes=classes[0], embedding_dim=dim,
-                          variant=first.variant, widths=list(first.widths), maps=first.maps,
-                          dropout=first.dropout, max_norm=first.max_norm, pad_id=pads.pop())
+    config = replace(first.model_config(prepared[0][1]), vocab_size=vocab)
     start_models = []
-    for table in tables:
+    for _, data in prepared:
         padded = None
-        if table is not None:
-            padded = torch.zeros(vocab, dim)
-            padded[: len(table)] = table
+        if data.vectors is not None:
+            padded = torch.zeros(vocab, config.embedding_dim)
+            padded[: len(data.vectors)] = data.vectors
         torch.manual_seed(first.seed)  # as `fit` seeds each fold's initial weights
         start_models.append(KimCNN(config, vectors=padded))
     fit = FoldFitConfig(epochs=first.epochs, batch_size=first.batch_size, optimizer=first.optimizer,
@@ -705,29 +703,21 @@ def fit_fold_classifiers(params: dict[str, Any], folds: Sequence[FoldTexts]) -> 
     result = fit_folds(config, train, None if dev[0] is None else dev, fit, models=start_models)
     seconds = sum(r["train_seconds"] for r in result.history) / len(folds)
     precision = autocast_precision(first.amp, resolve_device(first.device))
-    for k, (clf, size) in enumerate(zip(clfs, sizes)):
-        clf.precision_ = precision
-        clf.model_config_ = replace(config, vocab_size=size)
-        clf.model_ = shrink_vocab(result.models[k], size).eval()
-        clf.projected_ = None
-        dev_ids, dev_targets = dev_sets[k]
-        best = {}
-        if dev_targets is not None:  # the returned float32 model's own dev figures
-            scores = clf._scores(clf.model_, dev_ids, torch.device("cpu"))
-            best = selection_metrics(dev_targets.numpy(), clf._decide(scores))
+    for k, ((clf, data), size) in enumerate(zip(prepared, sizes)):
         history = [{"epoch": r["epoch"], "train_loss": r["train_loss"][k],
                     **({"dev_accuracy": r["dev_accuracy"][k]} if "dev_accuracy" in r else {}),
                     "train_seconds": r["train_seconds"] / len(folds)} for r in result.history]
-        clf.fit_result_ = FitResult(best_epoch=result.best_epochs[k], best_metrics=best,
-                                    epochs_run=len(result.history), seconds=seconds, history=history)
+        fitted = FitResult(best_epoch=result.best_epochs[k], best_metrics={}, epochs_run=len(result.history),
+                           seconds=seconds, history=history)
+        clf.adopt_fitted(shrink_vocab(result.models[k], size), data, fit_result=fitted, precision=precision)
     return clfs
-
 
 __all__ = [
     "FOLD_OPTIMIZERS",
     "FoldBatchedKimCNN",
     "FoldFitConfig",
     "FoldsFitResult",
+    "UNSUPPORTED_PARAMS",
     "fit_fold_classifiers",
     "fit_folds",
     "fold_epoch_plan",

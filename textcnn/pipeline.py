@@ -63,7 +63,7 @@ def train_recipe(recipe: TextRecipe, out_dir: str | Path, *, overwrite: bool = F
         clf = TextCNNClassifier(**recipe.estimator_params())
         start = time.perf_counter()
         dev_texts, dev_labels = splits.dev if splits.dev is not None else (None, None)
-        clf._fit(*splits.train, dev_texts, dev_labels, run_dir=out_dir / "train")
+        clf.fit_into(out_dir / "train", *splits.train, X_dev=dev_texts, y_dev=dev_labels)
         return _report_and_save(recipe, clf, splits, out_dir, resolved, identity,
                                 time.perf_counter() - start)
 
