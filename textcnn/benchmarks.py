@@ -168,7 +168,7 @@ def recipe_data_files(recipe: TextRecipe) -> dict[str, Path | None]:
     benchmark's files, or `data.train`/`dev`/`test` (a file, or a local dataset folder; a hub
     dataset name is no local path and is identified by its name alone), and the vectors of the
     pretrained variants."""
-    from textcnn.estimator import vectors_path
+    from textcnn.vectors import vectors_path
 
     section = recipe.data
     if section.dataset:

