@@ -122,7 +122,7 @@ timeout --signal=INT "${BATCH_SECONDS:-300}" $PY -m textcnn.cli batch \
 echo "stage 2 (Kim batch without MiniLM and SST phrases): wall $(( $(now) - batch_start )) s"
 $PY -c "
 from pathlib import Path
-from textcnn.batch import read_results, write_tables
+from textcnn.batch_runner import read_results, write_tables
 rows = read_results(Path('/tmp/kim-gpu/results.jsonl')); write_tables(rows, Path('/tmp/kim-gpu'))
 print(len(rows), 'runs finished')"
 cp /tmp/kim-gpu/results.jsonl /tmp/kim-gpu/table.md /tmp/kim-gpu/table.csv "$OUT/" 2>/dev/null

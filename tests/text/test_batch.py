@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from textcnn.batch import plan_runs, read_results, write_tables
+from textcnn.batch_runner import plan_runs, read_results, write_tables
 from textcnn.cli import main
 from textcnn.tasks import summarize
 
@@ -172,7 +172,7 @@ def test_fold_batched_batch_trains_each_cv_recipes_folds_together(tmp_path, monk
 
 
 def test_fold_groups_keep_seeds_and_non_cnn_runs_apart():
-    from textcnn.batch import fold_groups
+    from textcnn.batch_runner import fold_groups
 
     runs = plan_runs([KIM / "mr.yaml", KIM / "trec.yaml"], folds=3, seeds=[0, 1],
                      only=["mr/rand/*", "mr/nbsvm/*", "trec/rand*"])
