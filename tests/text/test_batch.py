@@ -35,7 +35,7 @@ def test_kim_recipes_expand_to_the_paper_protocol(monkeypatch):
 
 
 def test_seeds_repeat_runs_on_the_same_folds(tmp_path, monkeypatch):
-    from textcnn.benchmarks import benchmark_splits
+    from textcnn.kim2014 import benchmark_splits
     from textcnn.recipe import text_recipe
 
     runs = plan_runs([KIM / "mr.yaml", KIM / "trec.yaml"], folds=2, only=["*/rand*"], seeds=[0, 2])

@@ -74,7 +74,7 @@ class TextTask(ClassifierTask):
                                   list(out_dirs), overwrite=overwrite)
 
     def batch_row(self, checked, metrics):
-        from textcnn.benchmarks import model_label
+        from textcnn.kim2014 import model_label
 
         recipe, m = checked, metrics
         return {"dataset": recipe.data.dataset or recipe.data.train,
@@ -95,7 +95,7 @@ class TextTask(ClassifierTask):
         """Rows are models, columns are datasets in the paper's order; a cell is the mean ± std
         accuracy over folds and seeds, with Kim (2014)'s figure where the paper has the row.
         Runs without a test split have no accuracy: their cell says so, with how many there are."""
-        from textcnn.benchmarks import BENCHMARKS, paper_figure
+        from textcnn.kim2014 import BENCHMARKS, paper_figure
 
         stats = summarize(rows)
         untested: dict[tuple[str, str], int] = {}
@@ -131,7 +131,7 @@ class TextTask(ClassifierTask):
 
     @staticmethod
     def _cv(checked) -> bool:
-        from textcnn.benchmarks import get_benchmark
+        from textcnn.kim2014 import get_benchmark
 
         return bool(checked.data.dataset) and get_benchmark(checked.data.dataset).cv
 
