@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Kim (2014) Table 2 batch as committed under docs/results/kim2014/ (resumable: finished runs
-# in results.jsonl are skipped, so the table can be completed over several sessions).
+# in results.jsonl are skipped, so the table can be completed over several runs).
 #   TEXTCNN_DATA_DIR=../shared/data/kim2014 bash scripts/run_kim2014.sh [--jobs 2]
 # CR and MPQA are left out here because their files are not in ../shared; with them in
 # $TEXTCNN_DATA_DIR (textcnn data fetch kim2014), add recipes/kim2014/{cr,mpqa}.yaml.

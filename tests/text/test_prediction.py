@@ -75,7 +75,7 @@ MEASURE = textwrap.dedent("""
     clf = TextCNNClassifier.load(model_dir)
     clf.predict_proba(["a warm up"] * 10)  # builds the projection tables
     texts = [line.split(" ", 1)[1] for line in open(data, encoding="utf-8").read().splitlines()]
-    # a cap on address space: batching as before this fix (401 x 100k tokens) fails instead of
+    # a cap on address space: batching by count alone (401 x 100k tokens) would fail instead of
     # taking the machine
     resource.setrlimit(resource.RLIMIT_AS, (status("VmSize") + limit, resource.RLIM_INFINITY))
     growth = {}
@@ -117,7 +117,7 @@ def test_one_long_text_among_short_ones_takes_bounded_memory(kim_model_dir, tmp_
     rows.append("1 " + " ".join(words[i % 5] for i in range(LONG)))
     data.write_text("\n".join(rows) + "\n", encoding="utf-8")
     bound = PER_TOKEN * max(inference_module.INFERENCE_TOKENS, LONG) + SLACK
-    # batching as before (up to 1000 texts, each batch as wide as its longest) pads all 401 texts
+    # batching by count alone (up to 1000 texts, each batch as wide as its longest) pads all 401 texts
     # to 100k tokens: its id matrix alone (int64) is larger than the bound
     assert 8 * (SHORT + 1) * LONG > bound
     script = tmp_path / "measure.py"

@@ -19,8 +19,9 @@ INFERENCE_BATCH = 1000  # at most this many texts per inference batch
 # (multichannel), as each width's conv output, its ReLU and its mask live beside the embedded
 # batch. 2^16 tokens thus bound a batch at about 64 MB (projection) and 350-600 MB (plain), while
 # texts of up to 65 tokens (all of MR, SST and TREC; all but 33 of Subj's 10,000) still go
-# INFERENCE_BATCH at a time, at the same speed as before (Subj: about 10k texts/s either way on
-# one CPU thread). A longer text is a batch of its own: memory in its own length only.
+# INFERENCE_BATCH at a time, at full speed (Subj: about 10k texts/s on one CPU thread, as with
+# batches bounded by count alone). A longer text is a batch of its own: memory in its own length
+# only.
 INFERENCE_TOKENS = 1 << 16
 MAX_TABLE_BYTES = 1 << 30  # larger vocabularies predict with the convolutions instead
 

@@ -1,4 +1,4 @@
-"""All K folds of a cross-validation run trained as one batched model (issue 4's moonshot).
+"""All K folds of a cross-validation run trained as one batched model.
 
 On a GPU a single Kim CNN at batch 50 is bound by kernel launches, not arithmetic. The K folds
 of a cross-validation run are independent models of the same shape, so their weights can be
