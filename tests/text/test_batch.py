@@ -70,6 +70,7 @@ def test_tables_have_mean_std_and_paper_figures(tmp_path):
     assert {(r["model"], r["dataset"]) for r in table} == {("CNN-rand", "mr"), ("NBSVM", "trec")}
 
 
+@pytest.mark.slow
 def test_smoke_batch_two_datasets_one_fold_and_resume(tmp_path, shared_data, monkeypatch):
     """What CI runs: two datasets, --folds 1, a few epochs; checks the files, not the accuracies."""
     monkeypatch.setenv("TEXTCNN_DATA_DIR", str(shared_data / "kim2014"))
@@ -118,6 +119,7 @@ def test_failed_runs_keep_the_finished_ones(tmp_path, monkeypatch):
     assert (out / "table.md").is_file()
 
 
+@pytest.mark.slow
 def test_parallel_workers_write_every_row(tmp_path):
     """--jobs 2: runs in spawned workers, rows written by the parent only, a failure reported."""
     recipe = tmp_path / "par.yaml"
