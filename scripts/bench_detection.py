@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from textcnn.batch import machine_description
+from textcnn.batch_runner import machine_description
 from textcnn.core.config import apply_overrides, read_yaml
 from textcnn.core.io import atomic_write_json, atomic_write_text
 from textcnn.core.memory import keep_freed_memory

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from textcnn.batch import machine_description  # noqa: E402
+from textcnn.batch_runner import machine_description  # noqa: E402
 from textcnn.core.engine import resolve_device  # noqa: E402
 from textcnn.core.optim import create_optimizer  # noqa: E402
 from textcnn.core.splits import holdout_split, kfold_splits  # noqa: E402

@@ -237,7 +237,7 @@ def main() -> None:
               "latency_p50": p["latency_ms_p50"] / f["latency_ms_p50"]}
     import torch
 
-    from textcnn.batch import machine_description
+    from textcnn.batch_runner import machine_description
 
     report = {"workload": f"MR fold 0, CNN-rand (300-d, 3/4/5 x 100, batch 50, Adadelta), {args.epochs} epochs",
               "device": args.device, "cuda_graphs": args.cuda_graphs, "threads": args.threads, "torch": torch.__version__,

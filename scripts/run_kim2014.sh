@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Kim (2014) Table 2 batch as committed under docs/results/kim2014/ (resumable: finished runs
-# in results.jsonl are skipped, so the table can be completed over several sessions).
+# in results.jsonl are skipped, so the table can be completed over several runs).
 #   TEXTCNN_DATA_DIR=../shared/data/kim2014 bash scripts/run_kim2014.sh [--jobs 2]
 # CR and MPQA are left out here because their files are not in ../shared; with them in
 # $TEXTCNN_DATA_DIR (textcnn data fetch kim2014), add recipes/kim2014/{cr,mpqa}.yaml.
@@ -13,7 +13,7 @@ R=recipes/kim2014
 "${B[@]}" $R/mr.yaml $R/subj.yaml $R/trec.yaml $R/sst1.yaml $R/sst2.yaml \
   --only '*/rand*' --only '*/nbsvm*' --only '*/tfidf-logreg*'
 # the pretrained-vector variants: the first three folds of the CV datasets, the given splits
-# (folds 3-9 came from one GPU: scripts/gpu_bench.sh, --fold-batched; without a GPU, drop
+# (folds 3-9 came from one GPU: scripts/dev/gpu_bench.sh, --fold-batched; without a GPU, drop
 # --folds 3 here to run them on the CPU)
 "${B[@]}" $R/mr.yaml $R/subj.yaml $R/trec.yaml --folds 3 --only '*word2vec*' --only '*minilm*'
 # SST trained on phrases with every pretrained variant; the sentence-only rows beside them

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from textcnn.batch import plan_runs
+from textcnn.batch_runner import plan_runs
 from textcnn.cli import main
 from textcnn.core.errors import TextCNNError
 from textcnn.core.modeldir import write_model_dir

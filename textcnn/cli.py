@@ -296,7 +296,7 @@ def batch(recipes: tuple[str, ...], out: str, jobs: int, folds: int | None, only
         --set train.device=cuda
       textcnn batch recipes/vision --out runs/vision --only 'lenet5*' --only 'ssd*'
     """
-    from textcnn.batch import run_batch
+    from textcnn.batch_runner import run_batch
 
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()] if seeds else []

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from textcnn.core.config import check_literals, check_number, is_integer, shown
+from textcnn.core.config import check_literals, check_number, internal, is_integer, shown
 from textcnn.core.conv import ConvBlock1d
 from textcnn.core.errors import TextCNNError
 from textcnn.core.pooling import max_over_time
@@ -36,41 +36,45 @@ Variant = Literal["rand", "static", "non-static", "multichannel"]
 VARIANTS: tuple[str, ...] = ("rand", "static", "non-static", "multichannel")
 
 
-def check_kim_shape(*, widths: Sequence[int], maps: int, dropout: float, max_norm: float | None,
-                    embedding_dim: int) -> None:
-    """The checks a Kim CNN's shape passes, shared by the recipe's model section, the estimator
-    (through it) and `KimCNNConfig`; errors name the recipe key (model.maps, ...)."""
-    if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence) or not widths or \
-            not all(is_integer(w) and w >= 1 for w in widths):
-        raise TextCNNError(f"model.widths: expected a non-empty list of integers >= 1, got {shown(widths)}")
-    check_number("model.maps", maps, low=1, integer=True)
-    check_number("model.dropout", dropout, low=0, high=1, high_open=True)
-    check_number("model.max_norm", max_norm, low=0, low_open=True, optional=True)
-    check_number("model.embedding_dim", embedding_dim, low=1, integer=True)
-
-
 @dataclass
 class KimCNNConfig:
-    """Shape of a Kim CNN; defaults are the paper's."""
+    """Shape of a Kim CNN; defaults are the paper's.
 
-    vocab_size: int  # rows of each embedding table, [PAD] and [UNK] included
-    num_classes: int  # number of outputs (labels)
-    embedding_dim: int = 300  # size of a word vector
+    Its settings (every field but the `internal` ones) are declared here once: the recipe's
+    `model` section takes them from here (textcnn/recipe.py), and `TextCNNClassifier` its
+    parameters, with these defaults and comments. The `internal` fields come from the data and
+    the training settings."""
+
+    vocab_size: int = internal()  # rows of each embedding table, [PAD] and [UNK] included
+    num_classes: int = internal()  # number of outputs (labels)
     variant: Variant = "rand"  # rand, static, non-static or multichannel
     widths: list[int] = field(default_factory=lambda: [3, 4, 5])  # filter widths in words
     maps: int = 100  # feature maps (filters) per width
     dropout: float = 0.5  # dropout on the pooled features, before the output layer
-    max_norm: float | None = 3.0  # l2 max-norm of each output-layer weight row; None: off
-    pad_id: int = 0  # token id of [PAD]; its vector stays zero
-    act_layer: str = "relu"  # activation after each convolution
-    sparse: bool = False  # sparse embedding gradients (for an optimizer that takes them: adadelta)
+    max_norm: float | None = 3.0  # l2 max-norm of each output-layer weight row; None (null): off
+    embedding_dim: int = 300  # word-vector size for rand and in-domain word2vec; pretrained vectors bring theirs
+    pad_id: int = internal(0)  # token id of [PAD]; its vector stays zero
+    act_layer: str = internal("relu")  # activation after each convolution
+    sparse: bool = internal(False)  # sparse embedding gradients (for an optimizer that takes them: adadelta)
 
     def __post_init__(self) -> None:
         check_literals(self, "model")
-        check_kim_shape(widths=self.widths, maps=self.maps, dropout=self.dropout, max_norm=self.max_norm,
-                        embedding_dim=self.embedding_dim)
+        self.check_settings(self)
         check_number("model.vocab_size", self.vocab_size, low=1, integer=True)
         check_number("model.num_classes", self.num_classes, low=1, integer=True)
+
+    @staticmethod
+    def check_settings(settings: Any) -> None:
+        """Check the settings `settings` holds (this config, or the recipe's model section that
+        takes them from it); errors name the recipe key (model.maps, ...)."""
+        widths = settings.widths
+        if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence) or not widths or \
+                not all(is_integer(w) and w >= 1 for w in widths):
+            raise TextCNNError(f"model.widths: expected a non-empty list of integers >= 1, got {shown(widths)}")
+        check_number("model.maps", settings.maps, low=1, integer=True)
+        check_number("model.dropout", settings.dropout, low=0, high=1, high_open=True)
+        check_number("model.max_norm", settings.max_norm, low=0, low_open=True, optional=True)
+        check_number("model.embedding_dim", settings.embedding_dim, low=1, integer=True)
 
     @property
     def channels(self) -> int:

@@ -1,4 +1,6 @@
-"""Text models end to end, as library functions: train from a recipe (one run, or the folds of a\ncross-validation recipe as one batched model), evaluate, predict a stream, visualise."""
+"""Text models end to end, as library functions: read a recipe's data, train from a recipe (one
+run, or the folds of a cross-validation recipe as one batched model), evaluate, predict a stream,
+visualise."""
 
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from textcnn.benchmarks import Splits, recipe_data_files, recipe_splits
 from textcnn.core.config import dump_yaml, to_dict
 from textcnn.core.errors import TextCNNError, check_classes
 from textcnn.core.io import atomic_write_json, atomic_write_text
@@ -24,8 +25,46 @@ from textcnn.core.rundir import (
 )
 from textcnn.core.streaming import Prediction, chunked, ranked_predictions
 from textcnn.data import LabelMap, load_data
+from textcnn.data.splits import Examples, TextSplits, examples
 from textcnn.estimator import TextCNNClassifier
-from textcnn.recipe import TextRecipe, text_recipe
+from textcnn.kim2014 import benchmark_files, benchmark_splits
+from textcnn.recipe import DataSection, TextRecipe, text_recipe
+from textcnn.vectors import vectors_path
+
+# -- a recipe's data ------------------------------------------------------------------------------
+
+
+def recipe_splits(section: DataSection, *, seed: int) -> TextSplits:
+    """Splits of a recipe's data section: a named benchmark, or train/dev/test files."""
+    if section.dataset:
+        return benchmark_splits(section, seed=seed)
+    if not section.train:
+        raise TextCNNError("data.train: expected a training file or hub dataset name (or data.dataset), "
+                           "got none")
+    columns = dict(text_column=section.text_column, label_column=section.label_column,
+                   format=section.format)
+
+    def load(spec: str | None, split: str) -> Examples | None:
+        return examples(load_data(spec, split=split, **columns)) if spec else None
+
+    return TextSplits(load(section.train, section.split), load(section.dev, "validation"),
+                      load(section.test, "test"))
+
+
+def recipe_data_files(recipe: TextRecipe) -> dict[str, Path | None]:
+    """Every file or folder a text recipe's run reads, by role (for its run fingerprint): a
+    benchmark's files, or `data.train`/`dev`/`test` (a file, or a local dataset folder; a hub
+    dataset name is no local path and is identified by its name alone), and the vectors of the
+    pretrained variants."""
+    section = recipe.data
+    if section.dataset:
+        files: dict[str, Path | None] = {f"data.dataset/{p.name}": p for p in benchmark_files(section)}
+    else:
+        files = {f"data.{role}": Path(spec) for role in ("train", "dev", "test")
+                 if (spec := getattr(section, role))}
+    if recipe.model.arch == "kim-cnn":
+        files["embeddings.path"] = vectors_path(recipe.model.variant, recipe.embeddings.path)
+    return files
 
 
 def text_run_identity(recipe: TextRecipe, *, digests: dict[str, str | None] | None = None) -> RunIdentity:
@@ -35,7 +74,7 @@ def text_run_identity(recipe: TextRecipe, *, digests: dict[str, str | None] | No
 
 @contextlib.contextmanager
 def _start_run(recipe: TextRecipe, out_dir: Path, *, overwrite: bool = False
-               ) -> Iterator[tuple[str, Splits, RunIdentity]]:
+               ) -> Iterator[tuple[str, TextSplits, RunIdentity]]:
     """Claim a run's output folder (locked for the block; resume, fresh start or refusal, see
     `textcnn.core.rundir`), read its splits, then record run.json and the resolved recipe.yaml;
     yields that YAML text, the splits and the run's identity."""
@@ -63,7 +102,7 @@ def train_recipe(recipe: TextRecipe, out_dir: str | Path, *, overwrite: bool = F
         clf = TextCNNClassifier(**recipe.estimator_params())
         start = time.perf_counter()
         dev_texts, dev_labels = splits.dev if splits.dev is not None else (None, None)
-        clf._fit(*splits.train, dev_texts, dev_labels, run_dir=out_dir / "train")
+        clf.fit_into(out_dir / "train", *splits.train, X_dev=dev_texts, y_dev=dev_labels)
         return _report_and_save(recipe, clf, splits, out_dir, resolved, identity,
                                 time.perf_counter() - start)
 

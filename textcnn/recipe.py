@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
+import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -10,13 +14,16 @@ from typing import Any, Literal
 from textcnn.core.config import (
     check_literals,
     check_number,
+    field_comments,
+    settings_of,
     shown,
     typed_recipe,
+    with_settings_of,
 )
 from textcnn.core.engine import TrainConfig, check_selection_metric
 from textcnn.core.errors import TextCNNError
 from textcnn.core.metrics import SELECTION_METRICS
-from textcnn.model import check_kim_shape
+from textcnn.model import KimCNNConfig
 
 
 @dataclass
@@ -73,18 +80,14 @@ class EmbeddingsSection:
 
 
 @dataclass
+@with_settings_of(KimCNNConfig, after="arch")
 class ModelSection:
-    """Kim's CNN and its loss (or a scikit-learn baseline in its place)."""
+    """Kim's CNN and its loss (or a scikit-learn baseline in its place). The CNN's shape (variant,
+    widths, maps, dropout, max_norm, embedding_dim) is `KimCNNConfig`'s settings, declared there."""
 
     arch: Literal["kim-cnn", "tfidf-logreg", "nbsvm"] = "kim-cnn"  # the CNN, or a baseline
-    variant: Literal["rand", "static", "non-static", "multichannel"] = "rand"  # Kim's variants
-    widths: list[int] = field(default_factory=lambda: [3, 4, 5])  # filter widths in words
-    maps: int = 100  # feature maps per width
-    dropout: float = 0.5  # dropout on the pooled features
-    max_norm: float | None = 3.0  # l2 max-norm of output weight rows; null turns it off
-    embedding_dim: int = 300  # vector size for rand and in-domain word2vec
     dev_fraction: float = 0.1  # share of train held out for selection when there is no dev data
-    class_weight: str | dict[str, float] | None = None  # null, 'balanced' or {label: weight}
+    class_weight: str | dict[str, float] | None = None  # None (null), 'balanced' or {label: weight}
     label_smoothing: float = 0.0  # cross-entropy label smoothing
     multi_label: bool = False  # sigmoid outputs with binary cross-entropy
     threshold: float = 0.5  # multi-label decision threshold
@@ -92,8 +95,7 @@ class ModelSection:
 
     def __post_init__(self) -> None:
         check_literals(self, "model")
-        check_kim_shape(widths=self.widths, maps=self.maps, dropout=self.dropout, max_norm=self.max_norm,
-                        embedding_dim=self.embedding_dim)
+        KimCNNConfig.check_settings(self)
         check_number("model.dev_fraction", self.dev_fraction, low=0, high=1, high_open=True)
         check_number("model.label_smoothing", self.label_smoothing, low=0, high=1, high_open=True)
         check_number("model.threshold", self.threshold, low=0, high=1)
@@ -113,6 +115,13 @@ class ModelSection:
                 if getattr(self, key) != plain:
                     raise TextCNNError(f"model.{key}: expected {plain!r} with model.multi_label (binary "
                                        f"cross-entropy per label), got {shown(getattr(self, key))}")
+
+
+    def kim_config(self, **internal: Any) -> KimCNNConfig:
+        """`KimCNNConfig` with this section's settings and the fields `internal` gives (vocab_size,
+        num_classes, pad_id, sparse; embedding_dim where pretrained vectors bring theirs)."""
+        return KimCNNConfig(**{**{f.name: getattr(self, f.name) for f in settings_of(KimCNNConfig)},
+                               **internal})
 
 
 @dataclass
@@ -135,52 +144,73 @@ class TextRecipe:
 
     def estimator_params(self) -> dict[str, Any]:
         """The `TextCNNClassifier` keyword arguments this recipe describes."""
-        params = {name: getattr(getattr(self, section), key)
-                  for name, (section, key) in ESTIMATOR_KEYS.items()}
-        params["widths"] = tuple(params["widths"])
-        return params
+        return {p.name: _as_param(getattr(getattr(self, p.section), p.key)) for p in estimator_parameters()}
 
 
-# Each `TextCNNClassifier` parameter and the recipe key (section, field) it stands for. The
-# estimator checks its parameters by building the recipe sections from them
-# (`recipe_from_estimator_params`), so both give the same errors.
-ESTIMATOR_KEYS: dict[str, tuple[str, str]] = {
-    "variant": ("model", "variant"), "widths": ("model", "widths"), "maps": ("model", "maps"),
-    "dropout": ("model", "dropout"), "max_norm": ("model", "max_norm"),
-    "embedding_dim": ("model", "embedding_dim"), "vectors": ("embeddings", "path"),
-    "allow_pickle": ("embeddings", "allow_pickle"),
-    "min_frequency": ("tokenizer", "min_frequency"), "max_vocab": ("tokenizer", "max_size"),
-    "lowercase": ("tokenizer", "lowercase"), "epochs": ("train", "epochs"),
-    "batch_size": ("train", "batch_size"), "optimizer": ("train", "optimizer"), "lr": ("train", "lr"),
-    "weight_decay": ("train", "weight_decay"), "l1": ("train", "l1"), "l2": ("train", "l2"),
-    "grad_clip": ("train", "grad_clip"), "lr_schedule": ("train", "lr_schedule"),
-    "warmup_steps": ("train", "warmup_steps"), "metric": ("train", "metric"), "mode": ("train", "mode"),
-    "max_seconds": ("train", "max_seconds"), "dev_fraction": ("model", "dev_fraction"),
-    "patience": ("train", "patience"), "class_weight": ("model", "class_weight"),
-    "label_smoothing": ("model", "label_smoothing"), "multi_label": ("model", "multi_label"),
-    "threshold": ("model", "threshold"), "word2vec_epochs": ("embeddings", "word2vec_epochs"),
-    "fast": ("model", "fast"), "amp": ("train", "amp"), "cuda_graphs": ("train", "cuda_graphs"),
-    "seed": ("train", "seed"), "device": ("train", "device"), "threads": ("train", "threads"),
-    "verbose": ("train", "progress"),
-}
+# -- the estimator's parameters: the settings of these sections -------------------------------------
 
-_SECTIONS = {"tokenizer": TokenizerSection, "embeddings": EmbeddingsSection, "model": ModelSection,
-             "train": TrainConfig}
+ESTIMATOR_SECTIONS: dict[str, type] = {"model": ModelSection, "tokenizer": TokenizerSection,
+                                       "embeddings": EmbeddingsSection, "train": TrainConfig}
+"""The recipe sections whose settings are `TextCNNClassifier`'s parameters, in this order."""
+RECIPE_ONLY = ("model.arch",)  # the estimator is the CNN; a recipe may train a baseline instead
+# The estimator's names where scikit-learn's usual ones differ from the recipe key, and its one
+# other default: an estimator is quiet unless asked (recipes show a progress bar).
+ESTIMATOR_NAMES = {"embeddings.path": "vectors", "tokenizer.max_size": "max_vocab",
+                   "train.progress": "verbose"}
+ESTIMATOR_DEFAULTS = {"verbose": False}
+
+
+@dataclass(frozen=True)
+class EstimatorParameter:
+    """One `TextCNNClassifier` parameter and the recipe setting it stands for."""
+
+    name: str  # the keyword argument
+    section: str | None  # the recipe section of its setting (ESTIMATOR_SECTIONS); None: the estimator's own
+    key: str | None  # the setting's field in that section
+    default: Any  # the setting's default (a list as a tuple: estimator defaults are immutable)
+    annotation: Any  # the setting's type (a list's as a sequence)
+    comment: str  # the setting's one-line comment
+
+
+@functools.cache
+def estimator_parameters() -> tuple[EstimatorParameter, ...]:
+    """Every `TextCNNClassifier` parameter but `out_dir`, derived from the sections' fields:
+    a setting added to a section (or to `KimCNNConfig`) is a parameter at once."""
+    params = []
+    for section, cls in ESTIMATOR_SECTIONS.items():
+        hints, comments = typing.get_type_hints(cls), field_comments(cls)
+        for f in settings_of(cls):
+            key = f"{section}.{f.name}"
+            if key in RECIPE_ONLY:
+                continue
+            name = ESTIMATOR_NAMES.get(key, f.name)
+            default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+            annotation = hints[f.name]
+            if typing.get_origin(annotation) is list:
+                annotation = Sequence[typing.get_args(annotation)]
+            params.append(EstimatorParameter(name, section, f.name, ESTIMATOR_DEFAULTS.get(name, _as_param(default)),
+                                             annotation, comments[f.name]))
+    return tuple(params)
+
+
+def _as_param(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
 
 
 def recipe_from_estimator_params(params: dict[str, Any]) -> TextRecipe:
     """The recipe `TextCNNClassifier(**params)` stands for (default data section), built and so
     checked by the sections' `__post_init__`: a bad parameter raises the recipe's one-line error."""
-    values: dict[str, dict[str, Any]] = {section: {} for section in _SECTIONS}
-    for name, (section, key) in ESTIMATOR_KEYS.items():
-        if name in params:
-            values[section][key] = params[name]
-    if "widths" in values["model"] and not isinstance(values["model"]["widths"], (str, bytes)):
-        try:
-            values["model"]["widths"] = list(values["model"]["widths"])
-        except TypeError:
-            pass  # not a sequence: the model section names it
-    return TextRecipe(**{section: cls(**values[section]) for section, cls in _SECTIONS.items()})
+    values: dict[str, dict[str, Any]] = {section: {} for section in ESTIMATOR_SECTIONS}
+    for p in estimator_parameters():
+        if p.name in params:
+            value = params[p.name]
+            if isinstance(p.default, tuple) and not isinstance(value, (str, bytes)):
+                try:
+                    value = list(value)  # a recipe holds a list
+                except TypeError:
+                    pass  # not a sequence: the section names it
+            values[p.section][p.key] = value
+    return TextRecipe(**{section: cls(**values[section]) for section, cls in ESTIMATOR_SECTIONS.items()})
 
 
 def text_recipe(data: dict[str, Any], *, source: str | Path = "recipe") -> TextRecipe:

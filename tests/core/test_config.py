@@ -1,11 +1,23 @@
 """Recipes: typed sections, unknown keys with hints, wrong types naming the key, overrides, expansion."""
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Literal
 
 import pytest
 
-from textcnn.core.config import apply_overrides, expand_runs, from_dict, read_yaml, to_dict
+from textcnn.core.config import (
+    apply_overrides,
+    expand_runs,
+    field_comments,
+    from_dict,
+    internal,
+    read_yaml,
+    settings_of,
+    to_dict,
+    with_settings_of,
+)
 from textcnn.core.errors import TextCNNError
 
 
@@ -99,3 +111,43 @@ def test_expand_runs_is_the_product_of_the_lists():
     assert r == {"train": {"epochs": 3, "seed": 2}, "data": {"dataset": "subj"},
                  "model": {"variant": "static"}, "embeddings": {"path": "word2vec"}}
     assert expand_runs({"a": 1}, name="solo") == [("solo", {"a": 1})]
+
+
+# -- one declaration per setting -----------------------------------------------------------------
+@dataclass
+class _Shape:
+    size: int = internal()  # set from the data
+    width: int = 3  # how wide
+    tags: list[str] = field(default_factory=lambda: ["a"])  # a list default
+    seed: int = internal(0)  # set by code
+
+
+@dataclass
+@with_settings_of(_Shape, after="kind")
+class _Section:
+    kind: str = "x"  # the section's first field
+    extra: float = 0.5  # after the lent ones
+
+
+def test_settings_of_leaves_out_the_internal_fields():
+    assert [f.name for f in settings_of(_Shape)] == ["width", "tags"]
+
+
+def test_with_settings_of_lends_fields_with_their_defaults_types_and_comments():
+    assert [f.name for f in dataclasses.fields(_Section)] == ["kind", "width", "tags", "extra"]
+    one, two = _Section(), _Section()
+    assert (one.width, one.tags) == (3, ["a"]) and one.tags is not two.tags  # a fresh list each
+    assert typing.get_type_hints(_Section)["tags"] == list[str]
+    assert from_dict(_Section, {"width": 5, "tags": ["b"]}) == _Section(width=5, tags=["b"])
+    with pytest.raises(TextCNNError, match=r"^width: expected int, got 'wide' \(str\)$"):
+        from_dict(_Section, {"width": "wide"})
+    assert field_comments(_Section) == {"kind": "the section's first field", "width": "how wide",
+                                        "tags": "a list default", "extra": "after the lent ones"}
+    assert field_comments(_Shape)["seed"] == "set by code"
+
+
+def test_with_settings_of_refuses_a_field_declared_twice():
+    with pytest.raises(TypeError, match="width already declared by _Shape"):
+        @with_settings_of(_Shape)
+        class Twice:
+            width: int = 4

@@ -337,7 +337,7 @@ class Walk:
             mp = stack.enter_context(pytest.MonkeyPatch.context())
             mp.setattr(torch, "set_num_threads", spy)
             if context == "native_bf16":
-                mp.setattr("textcnn.estimator.native_bf16", lambda device: True)
+                mp.setattr("textcnn.estimator.classifier.native_bf16", lambda device: True)
             if context == "default_out_dir":
                 mp.chdir(folder)
             caught = stack.enter_context(warnings.catch_warnings(record=True))

@@ -194,7 +194,6 @@ def test_bad_input(texts, labels, match):
 # -- real data ------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_mr_fold0_accuracy(shared_data):
     path = shared_data / "kim2014" / "rt-polarity.all"
     if not path.is_file():

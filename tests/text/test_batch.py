@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from textcnn.batch import plan_runs, read_results, write_tables
+from textcnn.batch_runner import plan_runs, read_results, write_tables
 from textcnn.cli import main
 from textcnn.tasks import summarize
 
@@ -35,7 +35,7 @@ def test_kim_recipes_expand_to_the_paper_protocol(monkeypatch):
 
 
 def test_seeds_repeat_runs_on_the_same_folds(tmp_path, monkeypatch):
-    from textcnn.benchmarks import benchmark_splits
+    from textcnn.kim2014 import benchmark_splits
     from textcnn.recipe import text_recipe
 
     runs = plan_runs([KIM / "mr.yaml", KIM / "trec.yaml"], folds=2, only=["*/rand*"], seeds=[0, 2])
@@ -70,6 +70,7 @@ def test_tables_have_mean_std_and_paper_figures(tmp_path):
     assert {(r["model"], r["dataset"]) for r in table} == {("CNN-rand", "mr"), ("NBSVM", "trec")}
 
 
+@pytest.mark.slow
 def test_smoke_batch_two_datasets_one_fold_and_resume(tmp_path, shared_data, monkeypatch):
     """What CI runs: two datasets, --folds 1, a few epochs; checks the files, not the accuracies."""
     monkeypatch.setenv("TEXTCNN_DATA_DIR", str(shared_data / "kim2014"))
@@ -118,6 +119,7 @@ def test_failed_runs_keep_the_finished_ones(tmp_path, monkeypatch):
     assert (out / "table.md").is_file()
 
 
+@pytest.mark.slow
 def test_parallel_workers_write_every_row(tmp_path):
     """--jobs 2: runs in spawned workers, rows written by the parent only, a failure reported."""
     recipe = tmp_path / "par.yaml"
@@ -172,7 +174,7 @@ def test_fold_batched_batch_trains_each_cv_recipes_folds_together(tmp_path, monk
 
 
 def test_fold_groups_keep_seeds_and_non_cnn_runs_apart():
-    from textcnn.batch import fold_groups
+    from textcnn.batch_runner import fold_groups
 
     runs = plan_runs([KIM / "mr.yaml", KIM / "trec.yaml"], folds=3, seeds=[0, 1],
                      only=["mr/rand/*", "mr/nbsvm/*", "trec/rand*"])

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from textcnn import fetch as fetch_mod
-from textcnn.benchmarks import BENCHMARKS, SST_TREE_FILES
 from textcnn.core.errors import TextCNNError
 from textcnn.fetch import FetchError, fetch, verify
+from textcnn.kim2014 import BENCHMARKS, SST_TREE_FILES
 
 TIMEOUT = 5.0
 

@@ -334,7 +334,7 @@ def test_fit_fold_classifiers_prepares_each_fold_as_fit_does_and_learns():
     assert len(clfs) == 3
     for clf, (x, y), (dx, dy) in zip(clfs, folds, dev):
         alone = TextCNNClassifier(**params)
-        alone._prepare(x, y, dx, dy)  # what `fit` builds for this fold before training
+        alone.prepare_fit(x, y, X_dev=dx, y_dev=dy)  # what `fit` builds for this fold before training
         assert clf.tokenizer_.vocab() == alone.tokenizer_.vocab()
         assert clf.model_.config.vocab_size == clf.tokenizer_.vocab_size
         assert list(clf.classes_) == ["neg", "pos"]
@@ -346,6 +346,30 @@ def test_fit_fold_classifiers_prepares_each_fold_as_fit_does_and_learns():
         assert clf.score(x, y) >= 0.9
     # folds trained together still differ: each has its own data and vocabulary
     assert clfs[0].tokenizer_.vocab() != clfs[1].tokenizer_.vocab()
+
+
+def test_adopt_fitted_takes_a_model_trained_elsewhere():
+    import copy
+    import dataclasses
+
+    from textcnn import TextCNNClassifier
+
+    params = dict(epochs=3, maps=4, embedding_dim=8, widths=(1, 2), seed=1, device="cpu", threads=1)
+    x, y = toy_fold(5)
+    trained = TextCNNClassifier(**params).fit(x, y)
+    other = TextCNNClassifier(**params)
+    data = other.prepare_fit(x, y)  # the same labels, dev split and tokenizer as `fit` made
+    assert other.model_config(data) == dataclasses.replace(trained.model_config_, sparse=False)
+    other.adopt_fitted(copy.deepcopy(trained.model_), data, fit_result=trained.fit_result_, precision="float32")
+    np.testing.assert_array_equal(other.predict_proba(x), trained.predict_proba(x))
+    dev_truth = data.dev_targets.numpy()
+    accuracy = float(np.mean(other.label_map_.encode(other.predict(data.dev_texts)) == dev_truth))
+    assert other.fit_result_.best_metrics["accuracy"] == pytest.approx(accuracy)
+    assert other.fit_result_.best_epoch == trained.fit_result_.best_epoch and other.precision_ == "float32"
+    wider = TextCNNClassifier(**{**params, "maps": 5})
+    with pytest.raises(TextCNNError, match=r"^adopt_fitted: expected a KimCNN of config .*maps=5"):
+        wider.adopt_fitted(copy.deepcopy(trained.model_), wider.prepare_fit(x, y),
+                           fit_result=trained.fit_result_, precision="float32")
 
 
 def test_fit_fold_classifiers_rejects_what_it_cannot_do():

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import textcnn.estimator as estimator_module
+import textcnn.estimator.classifier as classifier_module
+import textcnn.estimator.inference as inference_module
 from textcnn import TextCNNClassifier
 from textcnn.cli import main
 from textcnn.core.errors import TextCNNError
@@ -55,8 +56,8 @@ def one_line_error(result):
 LONG = 100_000  # tokens of the one long text among 400 short ones
 SHORT = 400
 # A generous ceiling per padded token: the default 300-d, 3 x 100 model takes about 1 KB per token
-# on the projection path (textcnn/estimator.py); the tiny test model's tensors take far less, and
-# the rest pays for the long text's own string, tokens and ids.
+# on the projection path (textcnn/estimator/inference.py); the tiny test model's tensors take far
+# less, and the rest pays for the long text's own string, tokens and ids.
 PER_TOKEN = 1024
 SLACK = 64 << 20  # the allocator's and Python's own growth
 
@@ -74,7 +75,7 @@ MEASURE = textwrap.dedent("""
     clf = TextCNNClassifier.load(model_dir)
     clf.predict_proba(["a warm up"] * 10)  # builds the projection tables
     texts = [line.split(" ", 1)[1] for line in open(data, encoding="utf-8").read().splitlines()]
-    # a cap on address space: batching as before this fix (401 x 100k tokens) fails instead of
+    # a cap on address space: batching by count alone (401 x 100k tokens) would fail instead of
     # taking the machine
     resource.setrlimit(resource.RLIMIT_AS, (status("VmSize") + limit, resource.RLIM_INFINITY))
     growth = {}
@@ -115,8 +116,8 @@ def test_one_long_text_among_short_ones_takes_bounded_memory(kim_model_dir, tmp_
     rows = [f"{i % 2} a {words[i % 5]} film" for i in range(SHORT)]
     rows.append("1 " + " ".join(words[i % 5] for i in range(LONG)))
     data.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    bound = PER_TOKEN * max(estimator_module.INFERENCE_TOKENS, LONG) + SLACK
-    # batching as before (up to 1000 texts, each batch as wide as its longest) pads all 401 texts
+    bound = PER_TOKEN * max(inference_module.INFERENCE_TOKENS, LONG) + SLACK
+    # batching by count alone (up to 1000 texts, each batch as wide as its longest) pads all 401 texts
     # to 100k tokens: its id matrix alone (int64) is larger than the bound
     assert 8 * (SHORT + 1) * LONG > bound
     script = tmp_path / "measure.py"
@@ -137,16 +138,16 @@ def test_one_long_text_among_short_ones_takes_bounded_memory(kim_model_dir, tmp_
 def test_dev_scoring_during_training_stays_within_the_budget(sample, monkeypatch):
     X, y, _, _ = sample
     budget = 64
-    monkeypatch.setattr(estimator_module, "INFERENCE_TOKENS", budget, raising=False)
+    monkeypatch.setattr(inference_module, "INFERENCE_TOKENS", budget)
     shapes = []
-    original = estimator_module.projected_logits
+    original = classifier_module.projected_logits
 
     def spy(model, ids, **kwargs):
         if not model.training:  # dev scoring runs in eval mode, training steps in train mode
             shapes.append(tuple(ids.shape))
         return original(model, ids, **kwargs)
 
-    monkeypatch.setattr(estimator_module, "projected_logits", spy)
+    monkeypatch.setattr(classifier_module, "projected_logits", spy)
     dev = X[:30] + [" ".join(["film"] * 200)]
     TextCNNClassifier(**{**SMALL, "epochs": 1}).fit(X[30:], y[30:], X_dev=dev, y_dev=y[:30] + [y[0]])
     assert shapes and sum(n for n, _ in shapes) == len(dev)

@@ -161,6 +161,7 @@ def _wait_for_epochs(proc: subprocess.Popen, out: Path, count: int) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_kill_9_then_the_same_command_resumes_exactly_and_a_second_writer_is_refused(tmp_path, reference):
     out = tmp_path / "run"
     proc = _start(out)
@@ -183,6 +184,7 @@ def test_kill_9_then_the_same_command_resumes_exactly_and_a_second_writer_is_ref
     assert json.loads((out / "results.json").read_text())["stopped_by"] == "epochs"
 
 
+@pytest.mark.slow
 def test_ctrl_c_is_one_line_exit_130_and_the_rerun_resumes(tmp_path, reference):
     out = tmp_path / "run"
     proc = _start(out)

@@ -387,6 +387,7 @@ def test_selective_search_stage_unnormalises_caps_and_caches(monkeypatch):
 # -- overfitting two images ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_faster_rcnn_overfits_two_images():
     model = small_faster()
     images, targets = squares()

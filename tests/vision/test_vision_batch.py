@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from textcnn.batch import plan_runs, read_results, write_tables
+from textcnn.batch_runner import plan_runs, read_results, write_tables
 from textcnn.cli import main
 from vision import count_parameters, create_model
 from vision.detection.pipeline import evaluate_detector

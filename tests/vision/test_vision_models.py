@@ -94,7 +94,7 @@ def resnet_reference(layers: list[int], *, bottleneck: bool, classes: int = 1000
     return total + linear(cin, classes)
 
 
-# The figures, asserted exactly and against the formulas above.
+# The documented parameter counts, asserted exactly and against the formulas above.
 EXPECTED = {
     "lenet5_paper": (60_000, sum(lenet5_paper_reference().values())),
     "lenet5": (61_706, conv_param_count(5, 1, 6) + conv_param_count(5, 6, 16)

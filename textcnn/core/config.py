@@ -4,19 +4,30 @@ A recipe is read with `yaml.safe_load`, overridden with `--set a.b=value` pairs,
 against the dataclasses: unknown keys get a "did you mean" hint and wrong types name the key.
 A recipe may carry an `expand:` block (lists of values per key) that turns it into several runs
 for batch evaluation.
+
+A config field is declared once, with its default and a one-line comment: `internal` marks the
+fields code fills in (never recipe keys), `with_settings_of` lends one config's settings to
+another (Kim's model shape to the recipe's model section), and `field_comments` reads the
+comments back (for generated parameter docs).
 """
 
 from __future__ import annotations
 
+import ast
 import copy
 import dataclasses
+import functools
+import inspect
+import io
 import itertools
 import math
 import numbers
 import re
+import textwrap
+import tokenize
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
@@ -292,3 +303,68 @@ def expand_runs(recipe: Mapping[str, Any], *, name: str = "run") -> list[tuple[s
 
 def _yaml_value(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+# -- one declaration per setting ------------------------------------------------------------------
+
+
+def internal(default: Any = dataclasses.MISSING) -> Any:
+    """A config field that code fills in (from the data, from other settings, or kept at its
+    default), never a recipe key: `settings_of` leaves it out."""
+    return dataclasses.field(default=default, metadata={"internal": True})
+
+
+def settings_of(cls: type) -> list[dataclasses.Field]:
+    """The fields of config dataclass `cls` that a user sets: all but the `internal` ones."""
+    return [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
+
+
+def with_settings_of(source: type, *, after: str | None = None) -> Callable[[type], type]:
+    """Class decorator, placed under `@dataclass`: the class gets the settings of config
+    dataclass `source` as its own fields (type, default and comment as `source` declares them),
+    after its field `after` (else first), so that a setting added to `source` is one at once."""
+    def lend(cls: type) -> type:
+        own = dict(cls.__dict__.get("__annotations__", {}))
+        hints = typing.get_type_hints(source)
+        lent = settings_of(source)
+        clash = sorted(set(own) & {f.name for f in lent})
+        if clash:
+            raise TypeError(f"{cls.__name__}: {', '.join(clash)} already declared by {source.__name__}")
+        names = list(own)
+        at = names.index(after) + 1 if after is not None else 0
+        annotations = {name: own[name] for name in names[:at]}
+        for f in lent:
+            annotations[f.name] = hints[f.name]  # resolved: the names it uses live in `source`'s module
+            setattr(cls, f.name, dataclasses.field(
+                default=f.default, default_factory=f.default_factory,
+                metadata={**f.metadata, "declared_in": source}))
+        annotations.update({name: own[name] for name in names[at:]})
+        cls.__annotations__ = annotations
+        return cls
+    return lend
+
+
+def field_comments(cls: type) -> dict[str, str]:
+    """Each field of dataclass `cls` and the one-line comment of its declaration (read from the
+    source of the class that declares it; empty where the source or the comment is missing)."""
+    found = {}
+    for f in dataclasses.fields(cls):
+        owner = f.metadata.get("declared_in") or next(
+            (c for c in cls.__mro__ if f.name in c.__dict__.get("__annotations__", {})), cls)
+        found[f.name] = _declared_comments(owner).get(f.name, "")
+    return found
+
+
+@functools.cache
+def _declared_comments(cls: type) -> dict[str, str]:
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):  # no source (a frozen or -OO install): no comments
+        return {}
+    comments = {token.start[0]: token.string.lstrip("#").strip()
+                for token in tokenize.generate_tokens(io.StringIO(source).readline)
+                if token.type == tokenize.COMMENT}
+    (node,) = ast.parse(source).body
+    return {stmt.target.id: comments[stmt.end_lineno] for stmt in node.body
+            if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
+            and stmt.end_lineno in comments}

@@ -55,11 +55,11 @@ class TrainConfig:
     patience: int | None = None  # epochs without dev improvement before stopping; None: run all
     seed: int = 0  # seeds Python, NumPy and torch; the same seed on CPU repeats a run exactly
     device: str = "auto"  # auto (CUDA when present, else CPU), cpu, cuda or cuda:N
-    amp: bool = True  # bfloat16 autocast on CUDA (CPU: see TextCNNClassifier's amp)
+    amp: bool = True  # bfloat16 autocast on CUDA (and bfloat16 products where a model's CPU path has them)
     progress: bool = True  # show a tqdm progress bar
     threads: int | None = None  # torch CPU threads; None keeps torch's default
     max_seconds: float | None = None  # time budget: an epoch starts only if it should end within it
-    lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: decay to 0 over the planned steps
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # constant, or cosine: decay to 0 over the planned steps
     warmup_steps: int = 0  # linear learning-rate warm-up over the first steps
     grad_clip: float | None = None  # clip the gradients' global L2 norm to this value
     cuda_graphs: bool = False  # CUDA: replay each batch shape's training step as a CUDA graph

@@ -1,4 +1,5 @@
-"""The Kim (2014) benchmarks by name, and turning a recipe's data section into splits."""
+"""The Kim (2014) datasets by name, their protocol (10-fold CV or the given splits) and the
+paper's Table 2 (speed benchmarks are `scripts/bench_*.py`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 
 from textcnn.core.errors import TextCNNError, did_you_mean
 from textcnn.core.splits import kfold_splits
-from textcnn.data import load_data, read_kim_file, read_sst_trees
+from textcnn.data import read_kim_file, read_sst_trees
+from textcnn.data.splits import TextSplits, examples
 from textcnn.recipe import DataSection, TextRecipe, default_data_dir
 
 
@@ -72,17 +74,6 @@ def model_label(recipe: TextRecipe) -> str:
 
 SST_TREE_FILES = ("train.txt", "dev.txt", "test.txt")
 
-Examples = tuple[list[str], list]
-
-
-@dataclass
-class Splits:
-    """Texts and labels per split; dev or test may be missing."""
-
-    train: Examples
-    dev: Examples | None
-    test: Examples | None
-
 
 def get_benchmark(name: str) -> Benchmark:
     """Look a benchmark up by name, with a hint for typos."""
@@ -91,10 +82,6 @@ def get_benchmark(name: str) -> Benchmark:
         raise TextCNNError(f"data.dataset: expected one of {', '.join(BENCHMARKS)}, got '{name}'"
                            f"{did_you_mean(key, BENCHMARKS)}")
     return BENCHMARKS[key]
-
-
-def _examples(ds) -> Examples:
-    return list(ds["text"]), list(ds["label"])
 
 
 def _existing(path: Path, hint: str) -> Path:
@@ -114,7 +101,7 @@ def benchmark_files(section: DataSection) -> list[Path]:
     return [root / f for f in bench.files]
 
 
-def benchmark_splits(section: DataSection, *, seed: int) -> Splits:
+def benchmark_splits(section: DataSection, *, seed: int) -> TextSplits:
     """Splits of a named benchmark under the paper's protocol (CV fold, or the given split).
 
     The folds are drawn with `section.split_seed`, or with `seed` when that is None.
@@ -125,57 +112,22 @@ def benchmark_splits(section: DataSection, *, seed: int) -> Splits:
         sst_hint = (f"run `textcnn data fetch sst --dest {paths[0].parent}` or set data.sst_dir / "
                     "TEXTCNN_SST_DIR")
         train, dev, test = (_existing(p, sst_hint) for p in paths)
-        return Splits(_examples(read_sst_trees(train, classes=bench.sst_classes, phrases=True)),
-                      _examples(read_sst_trees(dev, classes=bench.sst_classes)),
-                      _examples(read_sst_trees(test, classes=bench.sst_classes)))
+        return TextSplits(examples(read_sst_trees(train, classes=bench.sst_classes, phrases=True)),
+                      examples(read_sst_trees(dev, classes=bench.sst_classes)),
+                      examples(read_sst_trees(test, classes=bench.sst_classes)))
     hint = (f"run `textcnn data fetch kim2014 --dest {paths[0].parent}` or set data.data_dir / "
             "TEXTCNN_DATA_DIR")
     files = [_existing(p, hint) for p in paths]
     if bench.cv:
-        texts, labels = _examples(read_kim_file(files[0]))
+        texts, labels = examples(read_kim_file(files[0]))
         split_seed = seed if section.split_seed is None else section.split_seed
         folds = kfold_splits(labels, n_folds=section.folds, seed=split_seed)
         if not 0 <= section.fold < len(folds):
             raise TextCNNError(f"data.fold: expected 0..{len(folds) - 1}, got {section.fold}")
         train_idx, test_idx = folds[section.fold]
         pick = lambda idx: ([texts[i] for i in idx], [labels[i] for i in idx])  # noqa: E731
-        return Splits(pick(train_idx), None, pick(test_idx))
-    loaded = [_examples(read_kim_file(f)) for f in files]
+        return TextSplits(pick(train_idx), None, pick(test_idx))
+    loaded = [examples(read_kim_file(f)) for f in files]
     if len(loaded) == 3:
-        return Splits(*loaded)
-    return Splits(loaded[0], None, loaded[1])
-
-
-def recipe_splits(section: DataSection, *, seed: int) -> Splits:
-    """Splits of a recipe's data section: a named benchmark, or train/dev/test files."""
-    if section.dataset:
-        return benchmark_splits(section, seed=seed)
-    if not section.train:
-        raise TextCNNError("data.train: expected a training file or hub dataset name (or data.dataset), "
-                           "got none")
-    columns = dict(text_column=section.text_column, label_column=section.label_column,
-                   format=section.format)
-
-    def load(spec: str | None, split: str) -> Examples | None:
-        return _examples(load_data(spec, split=split, **columns)) if spec else None
-
-    return Splits(load(section.train, section.split), load(section.dev, "validation"),
-                  load(section.test, "test"))
-
-
-def recipe_data_files(recipe: TextRecipe) -> dict[str, Path | None]:
-    """Every file or folder a text recipe's run reads, by role (for its run fingerprint): a
-    benchmark's files, or `data.train`/`dev`/`test` (a file, or a local dataset folder; a hub
-    dataset name is no local path and is identified by its name alone), and the vectors of the
-    pretrained variants."""
-    from textcnn.estimator import vectors_path
-
-    section = recipe.data
-    if section.dataset:
-        files: dict[str, Path | None] = {f"data.dataset/{p.name}": p for p in benchmark_files(section)}
-    else:
-        files = {f"data.{role}": Path(spec) for role in ("train", "dev", "test")
-                 if (spec := getattr(section, role))}
-    if recipe.model.arch == "kim-cnn":
-        files["embeddings.path"] = vectors_path(recipe.model.variant, recipe.embeddings.path)
-    return files
+        return TextSplits(*loaded)
+    return TextSplits(loaded[0], None, loaded[1])

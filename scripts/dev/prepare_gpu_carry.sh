@@ -4,13 +4,13 @@
 #               multiprocess), and pytest (+ pluggy, iniconfig, pygments) for the CUDA tests
 #   .whl-lite/  the same without gensim, for the MiniLM call (the device tool carries 64 MiB)
 #   .gpu-data/  kim2014/ and sst/ copied from ../shared/data, and pkgs/ with the trimmed MiniLM
-#               embedding table (scripts/trim_minilm.py)
-#   bash scripts/prepare_gpu_carry.sh
-# On the device, before scripts/gpu_bench.sh:
+#               embedding table (scripts/dev/trim_minilm.py)
+#   bash scripts/dev/prepare_gpu_carry.sh
+# On the device, before scripts/dev/gpu_bench.sh:
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
 #     --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 SHARED=${SHARED:-../shared/data}
 PY=${PY:-.venv/bin/python}
 download() {
@@ -24,5 +24,5 @@ cp .whl/*.whl .whl-lite/ && rm .whl-lite/gensim-*.whl .whl-lite/smart_open-*.whl
 mkdir -p .gpu-data
 rm -rf .gpu-data/kim2014 .gpu-data/sst
 cp -r "$SHARED/kim2014" "$SHARED/sst" .gpu-data/
-[ -d .gpu-data/pkgs ] || $PY scripts/trim_minilm.py .gpu-data/pkgs
+[ -d .gpu-data/pkgs ] || $PY scripts/dev/trim_minilm.py .gpu-data/pkgs
 du -sh .whl .whl-lite .gpu-data/*

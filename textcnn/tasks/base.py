@@ -1,0 +1,199 @@
+"""The `Task` interface every kind of model implements, and the table helpers its subclasses
+share."""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textcnn.core.errors import TextCNNError
+from textcnn.core.rundir import RunIdentity, TrainOutcome
+
+# -- tables ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Table:
+    """A batch table of one task: Markdown lines and the CSV header and rows."""
+
+    markdown: list[str]  # table.md lines: the table, then a note on what the cells hold
+    header: list[str]  # table.csv columns
+    rows: list[list[Any]] = field(default_factory=list)  # table.csv rows, one per header column
+
+
+def mean_std(values: Sequence[float]) -> dict[str, float]:
+    """Mean, sample standard deviation (0 for one value) and count of `values`."""
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "n": len(values)}
+
+
+def recipe_group(run: str) -> str:
+    """The run name without a `/seed=N` suffix: the runs of one recipe over training seeds."""
+    return re.sub(r"/seed=-?\d+$", "", run)
+
+
+def stats_cell(stats: dict[str, float] | None, scale: float = 1.0, digits: int = 1) -> str:
+    """A table cell of `mean_std`'s figures, times `scale`: 'mean ± std (n=N)' ('–' for None)."""
+    if stats is None:
+        return "–"
+    return f"{scale * stats['mean']:.{digits}f} ± {scale * stats['std']:.{digits}f} (n={stats['n']})"
+
+
+# -- the interface ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """What `textcnn predict` was asked for; a classifier reads the first three, a detector the
+    next two (the CLI refuses those of the other role)."""
+
+    top_k: int | None = None  # classifier: the K most probable labels [1]
+    threshold: float | None = None  # classifier: abstain where the top probability is below it
+    abstain: Any = None  # classifier, with threshold: the label given instead of None
+    score_threshold: float | None = None  # detector: keep detections scoring at least this [0.5]
+    out_dir: str | None = None  # detector: write each image with its boxes and detections.json here
+    out_format: str = "text"  # 'text' (tab-separated lines) or 'jsonl'
+
+
+class Task:
+    """What one kind of model does; subclasses fill in each step for their side."""
+
+    name: ClassVar[str]  # the recipe's `task`
+    model_kind: ClassVar[str]  # config.json's `kind` in its model directories
+    role: ClassVar[str]  # 'classifier' or 'detector': which `textcnn predict` options apply
+    title: ClassVar[str]  # its section heading in the table of a batch of several tasks
+
+    # recipes and training
+    def check(self, data: Mapping[str, Any], *, source: str | Path) -> Any:
+        """The typed recipe of plain recipe data; a bad key or value is a one-line `TextCNNError`."""
+        raise NotImplementedError
+
+    def train(self, data: dict[str, Any], *, source: str | Path, out_dir: str | Path | None = None,
+              overwrite: bool = False) -> TrainOutcome:
+        """Train the recipe `data` (after `--set` overrides) into `out_dir` (default
+        `runs/<name>`); the same run there resumes, another is refused unless `overwrite`."""
+        raise NotImplementedError
+
+    # saved models
+    def evaluate(self, model: str | Path, data_file: str | None, *, data_format: str | None = None,
+                 text_column: str = "text", label_column: str = "label") -> dict[str, Any]:
+        """The report of a saved model on labelled data (None: the model's own test split,
+        where the task has one)."""
+        raise NotImplementedError
+
+    def format_report(self, report: dict[str, Any]) -> str:
+        """`evaluate`'s report as readable text."""
+        raise NotImplementedError
+
+    def prediction_lines(self, model: str | Path, inputs: Iterable[str], options: PredictOptions
+                         ) -> Iterator[str]:
+        """`textcnn predict`'s output, a line per input as it is predicted."""
+        raise NotImplementedError
+
+    def visualize(self, model: str | Path, out_dir: str | Path, *, data_file: str | None,
+                  maps: tuple[int, ...], samples: int, top: int) -> list[Path]:
+        """Pictures of what the model's filters respond to (Zeiler & Fergus)."""
+        raise NotImplementedError
+
+    # batch runs
+    def runs(self, data: dict[str, Any], checked: Any, *, name: str, folds: int | None
+             ) -> list[tuple[str, dict[str, Any]]]:
+        """The (run name, recipe data) runs of one expanded recipe; `folds` limits the folds of
+        a cross-validated one."""
+        return [(name, dict(data, name=name))]
+
+    def reseeded(self, data: dict[str, Any], checked: Any, seed: int) -> dict[str, Any]:
+        """A run's recipe data trained with another seed, on the same data."""
+        return {**data, "train": {**data.get("train", {}), "seed": seed}}
+
+    def group_key(self, checked: Any, run: str) -> str | None:
+        """Runs with the same key train together with `--fold-batched`; None: alone."""
+        return None
+
+    def identity(self, checked: Any, *, digests: dict[str, str | None] | None = None) -> RunIdentity:
+        """A run's identity (its fingerprint): the resolved recipe and its data's content."""
+        raise NotImplementedError
+
+    def train_runs(self, runs: Sequence[tuple[dict[str, Any], str]], out_dirs: Sequence[Path], *,
+                   overwrite: bool = False) -> list[TrainOutcome]:
+        """Train (recipe data, source) runs, each into its folder; several only as a group
+        made by `group_key`."""
+        if len(runs) != 1:
+            raise TextCNNError(f"{self.name} runs train one at a time, got a group of {len(runs)}")
+        (data, source), = runs
+        return [self.train(data, source=source, out_dir=out_dir, overwrite=overwrite)
+                for out_dir in out_dirs]
+
+    def batch_row(self, checked: Any, metrics: dict[str, Any]) -> dict[str, Any]:
+        """A finished run's fields in results.jsonl (beside run, task, machine and source)."""
+        raise NotImplementedError
+
+    def row_summary(self, row: dict[str, Any]) -> str:
+        """A finished run's figure for the batch's progress line, e.g. 'accuracy 0.9100'."""
+        if row.get("accuracy") is not None:
+            return f"accuracy {row['accuracy']:.4f}"
+        dev = row.get("dev_accuracy")
+        return "no test split" + (f" (dev accuracy {dev:.4f})" if dev is not None else "")
+
+    def table(self, rows: Sequence[dict[str, Any]]) -> Table:
+        """The task's table.md and table.csv from its results.jsonl rows."""
+        raise NotImplementedError
+
+
+def common_row(checked: Any, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The fields every task's row has, after its own figures."""
+    m = metrics
+    return {"epochs_run": m.get("epochs_run"), "stopped_by": m.get("stopped_by"),
+            "best_epoch": m.get("best_epoch"), "train_seconds": m.get("train_seconds"),
+            "wall_seconds": m.get("wall_seconds"), "precision": m.get("precision")}
+
+
+def pin_split_seed(data: dict[str, Any], checked: Any, seed: int) -> dict[str, Any]:
+    """Recipe data with training seed `seed` and the split seed the recipe had (the split seed
+    defaults to the training seed, so it is written out: the data stays split the same way)."""
+    split_seed = checked.train.seed if checked.data.split_seed is None else checked.data.split_seed
+    return {**data, "train": {**data.get("train", {}), "seed": seed},
+            "data": {**data.get("data", {}), "split_seed": split_seed}}
+
+
+class ClassifierTask(Task):
+    """A classifier: predictions are ranked labels with probabilities, and a decision."""
+
+    role = "classifier"
+
+    def predict(self, model: str | Path, inputs: Iterable[str], *, top_k: int = 1,
+                threshold: float | None = None, abstain: Any = None) -> Iterator[Any]:
+        """`textcnn.core.streaming.Prediction`s of `inputs`, a chunk at a time."""
+        raise NotImplementedError
+
+    def prediction_lines(self, model: str | Path, inputs: Iterable[str], options: PredictOptions
+                         ) -> Iterator[str]:
+        decided = options.threshold is not None
+        for p in self.predict(model, inputs, top_k=options.top_k or 1, threshold=options.threshold,
+                              abstain=options.abstain):
+            if options.out_format == "jsonl":
+                yield json.dumps({"text": p.input, "label": p.label, "labels": [
+                    {"label": label, "probability": round(prob, 6)} for label, prob in p.ranked]})
+                continue
+            shown = "  ".join(f"{label} ({prob:.3f})" for label, prob in p.ranked)
+            if decided:
+                label = (",".join(map(str, p.label)) or "(none)") if isinstance(p.label, list) \
+                    else "(abstain)" if p.label is None else p.label
+                shown = f"{label}\t{shown}"
+            yield f"{shown}\t{p.input}"
+
+    def format_report(self, report: dict[str, Any]) -> str:
+        from textcnn.core.metrics import format_report
+
+        return format_report(report)
+
+    def plot_report(self, report: dict[str, Any], path: str | Path) -> Path:
+        """The confusion matrix of `evaluate`'s report as PNG."""
+        from textcnn.core.metrics import plot_confusion_matrix
+
+        return plot_confusion_matrix(report, path)
