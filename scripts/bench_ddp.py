@@ -7,7 +7,9 @@
 Each setting trains a recipe through the real command line (`textcnn train`, with `--nproc 2`
 for the ranks) into a fresh folder and reads the engine's loop time from results.json, so start-up
 is left out; examples per second are training examples x epochs / loop time (the loop includes
-rank 0's dev evaluation, as every run does). Settings are interleaved, `--repeats` times, and the
+rank 0's dev evaluation, as every run does); every process starts with OMP_NUM_THREADS set to its
+torch threads (on a loaded machine an OpenMP pool larger than the threads in use costs much).
+Settings are interleaved, `--repeats` times, and the
 median is reported with the load average before and after. The ranks split each batch of the same
 plan, so with dropout off and float32 products their weights are those of one process: the largest
 difference is reported beside the figures.
@@ -52,6 +54,8 @@ def train(recipe: str, sets: list[str], out: Path, *, nproc: int, threads: int |
     if nproc > 1:
         command += ["--nproc", str(nproc)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    if threads:  # the OpenMP pool is sized at start-up: the same rule for one process and the ranks
+        env["OMP_NUM_THREADS"] = str(threads)
     subprocess.run(command, env=env, check=True, capture_output=True, text=True)
     return json.loads((out / "results.json").read_text())
 
@@ -97,7 +101,7 @@ def main() -> int:
             report["workloads"][name] = {"recipe": recipe, "sets": sets, "examples": examples,
                                          "settings": rows,
                                          "max_weight_difference_2_ranks_vs_1": weights_difference(ranks, single)}
-            print(f"{name}: {examples} examples")
+            print(f"{name}: {examples} examples", flush=True)
             for label, row in rows.items():
                 print(f"  {label:28s} {row['examples_per_second']:10.1f} examples/s "
                       f"(median of {args.repeats}: {row['median_seconds']:.2f} s)")

@@ -1,5 +1,5 @@
-"""Scaling out from the command line: `textcnn train --nproc N` (torch's launcher) and
-`python -m textcnn`, and `textcnn batch --executor ray` (a local Ray instance, 2 CPUs), whose
+"""Scaling out from the command line: `textcnn train --nproc N` (torch's launcher), resumed after
+kill -9 as if never killed, and `python -m textcnn`, and `textcnn batch --executor ray` (a local Ray instance, 2 CPUs), whose
 results equal `--jobs 1`'s, with a worker killed mid-run retried and its row written once."""
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
+from safetensors.torch import load_file
 
 from textcnn.batch_runner import read_results, run_batch
 from textcnn.cli import main
@@ -42,21 +44,50 @@ def _env() -> dict[str, str]:
     return env
 
 
+def _kill_after_first_epoch(process: subprocess.Popen, folder: Path, epochs: int) -> bool:
+    """kill -9 the launcher and its workers once the run has a checkpoint and epochs to go."""
+    log = folder / "train" / "metrics.jsonl"
+    while process.poll() is None:
+        if (folder / "train" / "checkpoint" / "last.safetensors").is_file() and log.is_file():
+            if len(log.read_text().splitlines()) < epochs:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                return True
+        time.sleep(0.01)
+    return False
+
+
 @pytest.mark.slow
-def test_nproc_trains_in_two_processes_and_the_same_command_resumes(tmp_path):
-    recipe, out = _recipe(tmp_path), tmp_path / "run"
-    command = [sys.executable, "-m", "textcnn", "train", str(recipe), "--out", str(out), "--nproc", "2"]
-    first = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
-    assert first.returncode == 0, first.stderr[-2000:]
-    assert [line for line in first.stdout.splitlines() if line.strip()] == \
-        [line for line in first.stdout.splitlines() if line.startswith("model: ")] != []  # rank 0 reports once
+def test_nproc_resumes_after_kill_9_as_if_never_killed(tmp_path):
+    """Two ranks (dropout on): killed with kill -9 after the first epoch, the same command
+    resumes and ends with the weights of an uninterrupted two-rank run; then it is reported
+    again. Rank 0 alone prints the summary."""
+    epochs = 30
+    recipe = _recipe(tmp_path, epochs=epochs)
+
+    def command(out: Path) -> list[str]:
+        return [sys.executable, "-m", "textcnn", "train", str(recipe), "--out", str(out), "--nproc", "2"]
+
+    straight = subprocess.run(command(tmp_path / "straight"), env=_env(), capture_output=True, text=True,
+                              timeout=300)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    assert [line for line in straight.stdout.splitlines() if line.strip()][0].startswith("model: ")
+    assert len([line for line in straight.stdout.splitlines() if line.strip()]) == 1  # rank 0 reports once
+    out = tmp_path / "killed"
+    process = subprocess.Popen(command(out), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    assert _kill_after_first_epoch(process, out, epochs), "the run finished before it could be killed"
+    resumed = subprocess.run(command(out), env=_env(), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
     log = (out / "train" / "metrics.jsonl").read_text()
-    assert [json.loads(line)["epoch"] for line in log.splitlines()] == [1, 2]
-    weights = (out / "model" / "model.safetensors").read_bytes()
-    again = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
+    assert [json.loads(line)["epoch"] for line in log.splitlines()] == list(range(1, epochs + 1))
+    weights = load_file(str(out / "model" / "model.safetensors"))
+    expected = load_file(str(tmp_path / "straight" / "model" / "model.safetensors"))
+    for key in expected:
+        torch.testing.assert_close(weights[key], expected[key], rtol=1e-5, atol=1e-6)
+    again = subprocess.run(command(out), env=_env(), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     assert (out / "train" / "metrics.jsonl").read_text() == log  # the finished run is reported again
-    assert (out / "model" / "model.safetensors").read_bytes() == weights
 
 
 def test_nproc_refuses_a_bad_recipe_in_one_line_before_starting_processes(tmp_path):

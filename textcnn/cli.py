@@ -164,6 +164,8 @@ def train(recipe: str, overrides: tuple[str, ...], out: str | None, device: str 
     try:
         result = train_from_recipe(recipe, sets, out_dir=out, overwrite=overwrite)
     except KeyboardInterrupt:
+        if not is_main_process():  # rank 0 says it for every rank
+            sys.exit(Interrupted.exit_code)
         raise Interrupted("interrupted: the finished epochs are kept; rerun the same command to "
                           "resume") from None
     except TextCNNError as exc:
@@ -186,6 +188,7 @@ def _launch_train(recipe: str, sets: list[str], *, nproc: int, out_dir: str | No
     """`textcnn train RECIPE` in `nproc` local processes through torch's own launcher
     (`torch.distributed.run`, a standalone rendezvous on a free port); returns the exit code.
     The recipe is checked here first, so a bad key is one line before any process starts."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
@@ -197,12 +200,16 @@ def _launch_train(recipe: str, sets: list[str], *, nproc: int, out_dir: str | No
     command = ["train", recipe, *(a for s in sets for a in ("--set", s))]
     command += ["--out", out_dir] if out_dir else []
     command += ["--overwrite"] if overwrite else []
+    # the cores shared among the workers (torchrun's own default is one thread each)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     args = parse_args(["--standalone", f"--nproc-per-node={nproc}", "--module", "textcnn", *command])
     try:
         run(args)
     except ChildFailedError as exc:  # the failing rank has printed its one-line error
         codes = [failure.exitcode for failure in exc.failures.values()]
         return next((code for code in codes if code > 0), 1)
+    except (KeyboardInterrupt, SignalException):  # the workers stopped; rank 0 has said so
+        return Interrupted.exit_code
     return 0
 
 

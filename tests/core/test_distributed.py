@@ -147,16 +147,19 @@ def test_shards_split_a_batch_and_weigh_each_share_by_its_size(size, world):
     assert averaged == pytest.approx(values.mean())
 
 
-def test_batch_norms_convert_with_their_state_and_act_as_batch_norm_in_one_process():
+def test_batch_norms_convert_in_place_and_act_as_batch_norm_in_one_process():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Sequential(nn.BatchNorm2d(3)))
     model[1].running_mean.fill_(0.5)
-    converted = convert_sync_batchnorm(copy.deepcopy(model), torch.device("cpu"))
+    reference = copy.deepcopy(model)
+    parameters = [id(p) for p in model.parameters()]
+    converted = convert_sync_batchnorm(model, torch.device("cpu"))
     assert sum(isinstance(m, AllReduceBatchNorm) for m in converted.modules()) == 2
-    assert converted.state_dict().keys() == model.state_dict().keys()
+    assert [id(p) for p in converted.parameters()] == parameters  # an optimizer made before still trains them
+    assert converted.state_dict().keys() == reference.state_dict().keys()
     x = torch.randn(4, 1, 6, 6)
-    torch.testing.assert_close(converted(x), model(x))
-    torch.testing.assert_close(converted.state_dict(), model.state_dict())  # running stats too
+    torch.testing.assert_close(converted(x), reference(x))
+    torch.testing.assert_close(converted.state_dict(), reference.state_dict())  # running stats too
 
 
 def test_a_batch_under_torchrun_is_refused_in_one_line(tmp_path, monkeypatch):

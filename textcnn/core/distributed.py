@@ -253,7 +253,7 @@ class AllReduceBatchNorm(nn.modules.batchnorm._BatchNorm):
 
 def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
     """`model` with each batch norm synchronised over the ranks: `nn.SyncBatchNorm` on CUDA,
-    `AllReduceBatchNorm` on CPU; the same parameters, buffers and state-dict keys."""
+    `AllReduceBatchNorm` on CPU; the same parameter and buffer objects and state-dict keys."""
     if device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
@@ -262,7 +262,10 @@ def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, AllReduceBatchNorm):
             out = AllReduceBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
                                      module.track_running_stats, device=device)
-            out.load_state_dict(module.state_dict())
+            # the same parameter and buffer objects (as torch's conversion): an optimizer or a
+            # parameter group made before the conversion still trains them
+            for name, tensor in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
+                setattr(out, name, tensor)
             out.train(module.training)
         for name, child in module.named_children():
             out.add_module(name, convert(child))
