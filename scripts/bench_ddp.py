@@ -3,6 +3,7 @@
     python scripts/bench_ddp.py                       # CPU: 1 process (1 and all threads) vs 2 ranks
     python scripts/bench_ddp.py --repeats 5 --out docs/results/ddp/cpu.json
     python scripts/bench_ddp.py --device cuda         # on a GPU machine: 1 GPU, 1 process vs 2 ranks
+                                                      # sharing it (gloo, TEXTCNN_DIST_BACKEND)
 
 Each setting trains a recipe through the real command line (`textcnn train`, with `--nproc 2`
 for the ranks) into a fresh folder and reads the engine's loop time from results.json, so start-up
@@ -47,8 +48,7 @@ def load() -> list[float]:
 def train(recipe: str, sets: list[str], out: Path, *, nproc: int, threads: int | None,
           device: str) -> dict:
     """One training run through the CLI; its results.json."""
-    command = [sys.executable, "-m", "textcnn", "train", str(REPO / recipe), "--out", str(out),
-               "--device", device]
+    command = [sys.executable, "-m", "textcnn", "train", str(REPO / recipe), "--out", str(out)]
     for item in [*sets, "train.progress=false"] + ([f"train.threads={threads}"] if threads else []):
         command += ["--set", item]
     if nproc > 1:
@@ -56,6 +56,10 @@ def train(recipe: str, sets: list[str], out: Path, *, nproc: int, threads: int |
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     if threads:  # the OpenMP pool is sized at start-up: the same rule for one process and the ranks
         env["OMP_NUM_THREADS"] = str(threads)
+    if device == "cuda" and nproc > 1:  # ranks sharing one GPU: nccl refuses that, gloo does not
+        env["TEXTCNN_DIST_BACKEND"] = "gloo"
+        device = "cuda:0"  # `cuda` would be each rank's own GPU, cuda:LOCAL_RANK
+    command += ["--set", f"train.device={device}"]
     subprocess.run(command, env=env, check=True, capture_output=True, text=True)
     return json.loads((out / "results.json").read_text())
 

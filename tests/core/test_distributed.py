@@ -179,3 +179,13 @@ def test_a_launcher_without_its_address_is_a_one_line_error(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(TextCNNError, match="expected a launcher's RANK, LOCAL_RANK, MASTER_ADDR"):
         join_process_group(torch.device("cpu"))
+
+
+def test_an_unknown_backend_is_a_one_line_error(monkeypatch):
+    from textcnn.core.distributed import join_process_group
+
+    for name, value in {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                        "MASTER_PORT": "1", "TEXTCNN_DIST_BACKEND": "nccl"}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(TextCNNError, match=r"^TEXTCNN_DIST_BACKEND: expected gloo, or nccl on CUDA, got 'nccl' on cpu$"):
+        join_process_group(torch.device("cpu"))

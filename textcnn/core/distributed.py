@@ -67,8 +67,9 @@ def local_cuda_device(device: torch.device) -> torch.device:
 
 
 def join_process_group(device: torch.device) -> bool:
-    """Join the launcher's process group when WORLD_SIZE > 1 (gloo on CPU, nccl on CUDA);
-    returns whether this process trains as one rank of several."""
+    """Join the launcher's process group when WORLD_SIZE > 1 (gloo on CPU, nccl on CUDA, or
+    $TEXTCNN_DIST_BACKEND: gloo lets ranks share one GPU, which nccl refuses); returns whether
+    this process trains as one rank of several."""
     if launched_world_size() <= 1 or not dist.is_available():
         return False
     if not dist.is_initialized():
@@ -77,9 +78,13 @@ def join_process_group(device: torch.device) -> bool:
             raise TextCNNError(f"WORLD_SIZE={os.environ['WORLD_SIZE']}: expected a launcher's "
                                f"{', '.join(missing)} as well (start with torchrun or "
                                "`textcnn train --nproc N`)")
+        backend = os.environ.get("TEXTCNN_DIST_BACKEND") or ("nccl" if device.type == "cuda" else "gloo")
+        if backend not in ("gloo", "nccl") or (backend == "nccl" and device.type != "cuda"):
+            raise TextCNNError(f"TEXTCNN_DIST_BACKEND: expected gloo, or nccl on CUDA, got {backend!r} "
+                               f"on {device}")
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(backend)
     return active()
 
 
