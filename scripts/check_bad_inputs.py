@@ -778,6 +778,13 @@ CASES: list[Case] = [
     Case("an unknown command", "Usage", ("trian", QS), "No such command 'trian'", fast=True),
     Case("a model folder that does not exist", "Usage", ("evaluate", "<case>/nothing"), "nothing"),
     Case("batch --jobs 0", "Usage", ("batch", QS, "--out", "<case>/b", "--jobs", "0"), "Invalid value for '--jobs'"),
+    Case("batch --address without --executor ray", "Usage",
+         ("batch", QS, "--out", "<case>/b", "--address", "ray://head:10001"),
+         "--address: applies to --executor ray"),
+    Case("train --nproc 2 with a misspelt key (refused before any process starts)", "Usage",
+         ("train", QS, "--out", "<case>/run", "--nproc", "2", "--set", "model.dropot=0.3"),
+         "did you mean 'dropout'"),
+    Case("train --nproc 0", "Usage", ("train", QS, "--nproc", "0"), "Invalid value for '--nproc'"),
     Case("data fetch of an unknown set", "Usage", ("data", "fetch", "kim2015"), "'kim2015' is not one of"),
 ]
 

@@ -11,6 +11,14 @@ the same `--out` skips the runs whose row has the same fingerprint; a run that w
 resumes from its engine checkpoint. A run whose recipe or data changed since its row (or its
 folder) was written is refused before any run starts, or rerun with `overwrite` (its row is
 replaced). One batch at a time writes into a directory (a lock file).
+
+Runs train in this process (`jobs=1`), in spawned local worker processes (`jobs=N`), or as tasks
+on a Ray cluster (`executor="ray"`, the `cluster` extra): the same plan, the same rows written by
+this process alone, the same tables. A Ray task whose worker dies (a killed process, a lost node)
+is retried by Ray; the run resumes from its checkpoint, and its row is written once, when the
+task returns. On a cluster of several machines, `out_dir` must be a path every node sees (a
+shared file system: each run's folder is written by the node that trains it), and each node
+finds the data at the recipes' paths or under its own `$TEXTCNN_DATA_DIR`.
 """
 
 from __future__ import annotations
@@ -219,6 +227,58 @@ def _run_guarded(task: tuple[list[RunSpec], str, int | None, bool]
         return [(run, None, error) for run in runs]
 
 
+RAY_TASK_RETRIES = 3  # a run whose worker died (killed, node lost) is tried again this often
+RAY_LOCAL_OBJECT_STORE = 128 * 2**20  # bytes: a local instance's object store holds rows only
+
+
+def _run_in_cwd(task: tuple[list[RunSpec], str, int | None, bool], cwd: str
+                ) -> list[tuple[RunSpec, dict | None, str | None]]:
+    """`_run_guarded` in a Ray worker, from the driver's working directory where this node has
+    it, so recipes' relative data paths mean the same there (on a shared file system)."""
+    if os.path.isdir(cwd):
+        os.chdir(cwd)
+    return _run_guarded(task)
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise TextCNNError("--executor ray: expected the Ray package, got none installed; install "
+                           "it with: pip install 'textcnn[cluster]'") from None
+    return ray
+
+
+def _run_on_ray(tasks: list[list[RunSpec]], out: Path, *, jobs: int, address: str | None,
+                overwrite: bool,
+                finish: Callable[[RunSpec, dict[str, Any] | None, BaseException | str | None], None]
+                ) -> None:
+    """Train the tasks on a Ray cluster (`address`), or on a local Ray instance with `jobs` CPUs;
+    each run takes one CPU (one torch thread). Rows come back to `finish` as tasks end."""
+    ray = _import_ray()
+    local = address is None
+    options: dict[str, Any] = dict(num_cpus=jobs, include_dashboard=False,
+                                   object_store_memory=RAY_LOCAL_OBJECT_STORE) if local else {}
+    ray.init(address=address, log_to_driver=False, configure_logging=False, **options)
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=RAY_TASK_RETRIES)(_run_in_cwd)
+        cwd = os.getcwd()
+        pending = {remote.remote((task, str(out.resolve()), 1, overwrite), cwd): task for task in tasks}
+        while pending:
+            (ready,), _ = ray.wait(list(pending), num_returns=1)
+            task = pending.pop(ready)
+            try:
+                outcomes = ray.get(ready)
+            except ray.exceptions.RayError as exc:  # retries spent: the runs fail, the batch goes on
+                for run in task:
+                    finish(run, None, f"Ray: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+                continue
+            for run, row, error in outcomes:
+                finish(run, row, error)
+    finally:
+        ray.shutdown()
+
+
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -261,7 +321,8 @@ def _changed_runs(runs: Sequence[RunSpec], out: Path, rows: Sequence[dict[str, A
 def run_batch(paths: Sequence[str | Path], out_dir: str | Path, *, jobs: int = 1,
               folds: int | None = None, only: Sequence[str] = (), overrides: Sequence[str] = (),
               seeds: Sequence[int] = (), fold_batched: bool = False, overwrite: bool = False,
-              progress: bool = True, echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
+              progress: bool = True, echo: Callable[[str], None] = print,
+              executor: str = "local", address: str | None = None) -> list[dict[str, Any]]:
     """Run every pending run of the recipes into `out_dir`; write the tables; return all rows.
 
     A run is done when results.jsonl has a row with its fingerprint. A run that changed (its
@@ -271,16 +332,29 @@ def run_batch(paths: Sequence[str | Path], out_dir: str | Path, *, jobs: int = 1
     `overwrite` they are rerun too.
     With `fold_batched`, the Kim CNN folds of each cross-validation recipe train as one batched
     model (`textcnn.pipeline.train_fold_recipes`), one task per recipe; meant for a GPU; other
-    runs train alone."""
+    runs train alone.
+    `executor="ray"` sends the tasks to the Ray cluster at `address` (e.g. `ray://HOST:10001`),
+    or to a local Ray instance with `jobs` CPUs without one (see the module's docstring)."""
+    from textcnn.core.distributed import launched_world_size
+
+    if executor not in ("local", "ray"):
+        raise TextCNNError(f"--executor: expected local or ray, got {executor!r}")
+    if launched_world_size() > 1:
+        raise TextCNNError("batch: expected one process, got a launcher's "
+                           f"{launched_world_size()} (torchrun); spread a batch's runs with "
+                           "--jobs or --executor ray, and train one run with torchrun")
+    if executor == "ray":
+        _import_ray()  # fails before any planning
     out = Path(out_dir)
     runs = plan_runs(paths, overrides=overrides, folds=folds, only=only, seeds=seeds)
     with folder_lock(out):
         return _run_pending(runs, out, jobs=jobs, fold_batched=fold_batched, overwrite=overwrite,
-                            progress=progress, echo=echo)
+                            progress=progress, echo=echo, executor=executor, address=address)
 
 
 def _run_pending(runs: list[RunSpec], out: Path, *, jobs: int, fold_batched: bool, overwrite: bool,
-                 progress: bool, echo: Callable[[str], None]) -> list[dict[str, Any]]:
+                 progress: bool, echo: Callable[[str], None], executor: str = "local",
+                 address: str | None = None) -> list[dict[str, Any]]:
     results_file = out / "results.jsonl"
     rows = read_results(results_file)
     done, legacy, changed = _changed_runs(runs, out, rows)
@@ -299,8 +373,10 @@ def _run_pending(runs: list[RunSpec], out: Path, *, jobs: int, fold_batched: boo
         kept = "".join(json.dumps(row) + "\n" for row in rows if row["run"] not in changed)
         atomic_write_text(results_file, kept)
     pending = [r for r in runs if r.name not in done]
+    where = f"{jobs} worker(s)" if executor == "local" else \
+        f"Ray at {address}" if address else f"a local Ray instance with {jobs} CPU(s)"
     echo(f"batch: {len(runs)} runs, {len(runs) - len(pending)} already done, {len(pending)} to run"
-         + (f" ({len(changed)} changed, rerun)" if changed else "") + f", {jobs} worker(s)")
+         + (f" ({len(changed)} changed, rerun)" if changed else "") + f", {where}")
     threads = max(1, (os.cpu_count() or 1) // max(1, jobs)) if jobs > 1 else None
     bar = tqdm(total=len(pending), desc="batch", unit="run", disable=not progress)
     failures: list[str] = []
@@ -317,7 +393,10 @@ def _run_pending(runs: list[RunSpec], out: Path, *, jobs: int, fold_batched: boo
 
     try:
         tasks = fold_groups(pending, fold_batched=fold_batched)
-        if jobs <= 1:
+        if executor == "ray":
+            if tasks:
+                _run_on_ray(tasks, out, jobs=jobs, address=address, overwrite=overwrite, finish=finish)
+        elif jobs <= 1:
             for task in tasks:
                 bar.set_postfix_str(task[0].name if len(task) == 1 else f"{task[0].name} +{len(task) - 1}")
                 try:

@@ -11,6 +11,7 @@ import contextlib
 import errno
 import functools
 import json
+import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -128,18 +129,25 @@ def main() -> None:
 @click.option("--seed", type=int, help="Seed for splits, initialisation and shuffling.")
 @click.option("--overwrite", is_flag=True, help="Replace a different run already in --out (without "
               "it, the same run resumes and a different one is refused).")
+@click.option("--nproc", type=click.IntRange(min=1), help="Train data-parallel in N local processes "
+              "started by torch's launcher (torch.distributed.run; gloo on CPU, nccl on CUDA); "
+              "train.batch_size is the global batch, shared among them [1].")
 @user_errors
 def train(recipe: str, overrides: tuple[str, ...], out: str | None, device: str | None,
-          seed: int | None, overwrite: bool) -> None:
+          seed: int | None, overwrite: bool, nproc: int | None) -> None:
     """Train the model a RECIPE describes; write it, its metrics and the resolved recipe.
 
     An --out that holds the same run (same resolved recipe and data) resumes it; one that holds
-    another run is refused, naming the first difference, unless --overwrite.
+    another run is refused, naming the first difference, unless --overwrite. Under torchrun
+    (or with --nproc) every process trains a share of each batch and rank 0 writes the run.
 
     \b
     Example:
       textcnn train recipes/quickstart.yaml --set train.epochs=5 --out runs/qs
+      textcnn train recipes/vision/lenet5-digits.yaml --nproc 2
+      torchrun --nproc-per-node 2 -m textcnn train recipes/quickstart.yaml
     """
+    from textcnn.core.distributed import is_main_process, launched_world_size
     from textcnn.core.rundir import time_note
     from textcnn.tasks import train_from_recipe
 
@@ -148,15 +156,61 @@ def train(recipe: str, overrides: tuple[str, ...], out: str | None, device: str 
         sets.append(f"train.device={device}")
     if seed is not None:
         sets.append(f"train.seed={seed}")
+    if nproc is not None and nproc > 1:
+        if launched_world_size() > 1:
+            raise UserError(f"--nproc: expected no --nproc under torchrun (it started "
+                            f"{launched_world_size()} processes already), got --nproc {nproc}")
+        sys.exit(_launch_train(recipe, sets, nproc=nproc, out_dir=out, overwrite=overwrite))
     try:
         result = train_from_recipe(recipe, sets, out_dir=out, overwrite=overwrite)
     except KeyboardInterrupt:
+        if not is_main_process():  # rank 0 says it for every rank
+            sys.exit(Interrupted.exit_code)
         raise Interrupted("interrupted: the finished epochs are kept; rerun the same command to "
                           "resume") from None
+    except TextCNNError as exc:
+        rank = None if is_main_process() else os.environ.get("RANK")
+        raise UserError(f"rank {rank}: {exc}" if rank else str(exc)) from None
+    finally:
+        from textcnn.core.distributed import leave_process_group
+
+        leave_process_group()
+    if not is_main_process():  # rank 0 reports the run
+        return
     click.echo(result.summary())
     note = time_note(result.metrics)
     if note:
         click.echo(note, err=True)
+
+
+def _launch_train(recipe: str, sets: list[str], *, nproc: int, out_dir: str | None,
+                  overwrite: bool) -> int:
+    """`textcnn train RECIPE` in `nproc` local processes through torch's own launcher
+    (`torch.distributed.run`, a standalone rendezvous on a free port); returns the exit code.
+    The recipe is checked here first, so a bad key is one line before any process starts."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    from textcnn.core.config import load_recipe_dict
+    from textcnn.tasks import task_for_recipe
+
+    data = load_recipe_dict(recipe, sets)
+    task_for_recipe(data, source=recipe).check(data, source=recipe)
+    command = ["train", recipe, *(a for s in sets for a in ("--set", s))]
+    command += ["--out", out_dir] if out_dir else []
+    command += ["--overwrite"] if overwrite else []
+    # the cores shared among the workers (torchrun's own default is one thread each)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    args = parse_args(["--standalone", f"--nproc-per-node={nproc}", "--module", "textcnn", *command])
+    try:
+        run(args)
+    except ChildFailedError as exc:  # the failing rank has printed its one-line error
+        codes = [failure.exitcode for failure in exc.failures.values()]
+        return next((code for code in codes if code > 0), 1)
+    except (KeyboardInterrupt, SignalException):  # the workers stopped; rank 0 has said so
+        return Interrupted.exit_code
+    return 0
 
 
 @main.command(context_settings=CONTEXT)
@@ -279,9 +333,15 @@ def predict(model: str, texts: tuple[str, ...], input_file: str | None, encoding
               "recipe as one batched model (fast on a GPU, slower on a CPU).")
 @click.option("--overwrite", is_flag=True, help="Rerun runs whose recipe or data changed since they "
               "were written to --out, replacing their rows (without it they are refused).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where runs train: local worker processes (--jobs), or tasks on a Ray cluster "
+              "(pip install 'textcnn[cluster]').")
+@click.option("--address", metavar="ADDRESS", help="--executor ray: the cluster, e.g. "
+              "ray://HOST:10001 (Ray Client) or auto [a local Ray instance with --jobs CPUs].")
 @user_errors
 def batch(recipes: tuple[str, ...], out: str, jobs: int, folds: int | None, only: tuple[str, ...],
-          overrides: tuple[str, ...], seeds: str | None, fold_batched: bool, overwrite: bool) -> None:
+          overrides: tuple[str, ...], seeds: str | None, fold_batched: bool, overwrite: bool,
+          executor: str, address: str | None) -> None:
     """Run every run of RECIPES (files or directories; text, image or detection) and tabulate
     the results, a table per task.
 
@@ -295,8 +355,12 @@ def batch(recipes: tuple[str, ...], out: str, jobs: int, folds: int | None, only
       textcnn batch recipes/kim2014/mr.yaml --out runs/mr --only 'mr/rand/*' --fold-batched \\
         --set train.device=cuda
       textcnn batch recipes/vision --out runs/vision --only 'lenet5*' --only 'ssd*'
+      textcnn batch recipes/kim2014 --out /shared/runs/kim2014 --executor ray --address ray://head:10001
     """
     from textcnn.batch_runner import run_batch
+
+    if address is not None and executor != "ray":
+        raise UserError(f"--address: applies to --executor ray, got --executor {executor}")
 
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()] if seeds else []
@@ -305,7 +369,7 @@ def batch(recipes: tuple[str, ...], out: str, jobs: int, folds: int | None, only
     try:
         run_batch(recipes, out, jobs=jobs, folds=folds, only=only, overrides=overrides,
                   seeds=seed_list, fold_batched=fold_batched, overwrite=overwrite, echo=click.echo,
-                  progress=progress_bars())
+                  progress=progress_bars(), executor=executor, address=address)
     except KeyboardInterrupt:
         raise Interrupted("interrupted: finished runs are kept; rerun the same command to resume "
                           "the others") from None

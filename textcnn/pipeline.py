@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from textcnn.core.config import dump_yaml, to_dict
+from textcnn.core.distributed import is_main_process
 from textcnn.core.errors import TextCNNError, check_classes
 from textcnn.core.io import atomic_write_json, atomic_write_text
 from textcnn.core.metrics import evaluation_report
@@ -83,7 +84,8 @@ def _start_run(recipe: TextRecipe, out_dir: Path, *, overwrite: bool = False
         splits = recipe_splits(recipe.data, seed=recipe.train.seed)
         run.begin()
         resolved = dump_yaml(to_dict(recipe))
-        atomic_write_text(out_dir / "recipe.yaml", resolved)
+        if run.writes:
+            atomic_write_text(out_dir / "recipe.yaml", resolved)
         yield resolved, splits, identity
 
 
@@ -159,6 +161,8 @@ def _report_and_save(recipe: TextRecipe, clf: TextCNNClassifier, splits, out_dir
         metrics["fold_batched"] = fold_batched
     if getattr(clf, "coverage_", None) is not None:
         metrics["vector_coverage"] = round(float(clf.coverage_), 4)
+    if not is_main_process():  # under torchrun rank 0 tests and saves the model, the others stop here
+        return TrainOutcome(out_dir=out_dir, model_dir=out_dir / "model", metrics=metrics)
     if splits.test is not None:
         report = evaluation_report(clf.label_map_.encode(splits.test[1]),
                                    clf.label_map_.encode(clf.predict(splits.test[0])),

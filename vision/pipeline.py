@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from textcnn.core.config import check_number, dump_yaml, shown, to_dict, typed_recipe
+from textcnn.core.distributed import is_main_process
 from textcnn.core.engine import (
     TrainConfig,
     Trainer,
@@ -236,7 +237,8 @@ def train_image_recipe(data: dict[str, Any], *, source: str, out_dir: str | Path
         check_classes(splits.train.classes, source=recipe.data.source)
         run.begin()
         resolved = dump_yaml(to_dict(recipe))
-        atomic_write_text(out / "recipe.yaml", resolved)
+        if run.writes:
+            atomic_write_text(out / "recipe.yaml", resolved)
         return _train_image(recipe, splits, split_spec, out, resolved, identity)
 
 
@@ -258,14 +260,15 @@ def _train_image(recipe: ImageRecipe, splits: ImageSplits, split_spec: dict[str,
     dev_x = normalize(splits.dev.images, mean, std) if splits.dev is not None else None
     use_aux = bool(getattr(model, "aux_logits", False))
 
-    def batches(epoch: int, generator: torch.Generator):
-        order = torch.randperm(len(train), generator=generator)
-        for i in range(0, len(order), cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
-            images = train.images[idx]
-            if aug.active:
-                images = aug(images, generator=generator)
-            yield normalize(images, mean, std), train.labels[idx]
+    def plan(epoch: int, generator: torch.Generator) -> list[Tensor]:
+        return list(torch.randperm(len(train), generator=generator).split(cfg.batch_size))
+
+    def collate(idx: Sequence[int], generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        idx = torch.as_tensor(idx)
+        images = train.images[idx]
+        if aug.active:
+            images = aug(images, generator=generator)
+        return normalize(images, mean, std), train.labels[idx]
 
     def loss_fn(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
         x, y = batch
@@ -282,9 +285,11 @@ def _train_image(recipe: ImageRecipe, splits: ImageSplits, split_spec: dict[str,
         # with the dev cross-entropy: a smoother selection signal than accuracy on a small dev split
         return selection_metrics(splits.dev.labels.numpy(), probs.argmax(1).numpy(), probs.numpy())
 
-    trainer = Trainer(model, config=cfg, loss_fn=loss_fn, batches=batches,
+    # GoogLeNet's auxiliary heads are reached past forward, where DDP's hooks do not look
+    trainer = Trainer(model, config=cfg, loss_fn=loss_fn, plan=plan, collate=collate,
                       evaluate=evaluate if dev_x is not None else None, out_dir=out / "train",
-                      steps_per_epoch=math.ceil(len(train) / cfg.batch_size))
+                      steps_per_epoch=math.ceil(len(train) / cfg.batch_size),
+                      grad_sync="allreduce" if use_aux else "ddp")
     start = time.perf_counter()
     fit = trainer.fit()
     model.cpu().eval()
@@ -299,6 +304,8 @@ def _train_image(recipe: ImageRecipe, splits: ImageSplits, split_spec: dict[str,
         **{f"dev_{k}": v for k, v in fit.best_metrics.items()},
         # the engine's loop time, summed over every resumed part of the run
         "train_seconds": round(fit.seconds, 2), "wall_seconds": round(time.perf_counter() - start, 2)}
+    if not is_main_process():  # under torchrun rank 0 tests and saves the model, the others stop here
+        return TrainOutcome(out_dir=out, model_dir=out / "model", metrics=metrics)
     if splits.test is not None:
         report = _report(model, splits.test, meta)
         metrics.update({f"test_{k}": report[k] for k in ("accuracy", "macro_f1", "examples")})

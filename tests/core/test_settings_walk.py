@@ -149,6 +149,10 @@ def _train_probes(kind: str) -> dict[str, tuple[Probe, ...]]:
         "train.grad_clip": both(0.01),
         "train.cuda_graphs": (Probe(True, "cuda_graphs", why="CUDA only: elsewhere the run says it "
                                                              "trains without them"),),
+        "train.sync_batchnorm": (Probe(True, "sync_batchnorm", why=(
+            "one process: the run says there is nothing to synchronise; under torchrun "
+            "tests/core/test_distributed.py shows two ranks train one process's weights with it "
+            "and others without it")),),
     }
 
 
@@ -452,6 +456,12 @@ def check_cuda_graphs(walk, kind, key, probe, base, probed):
         assert said and not [w for w in base.warnings if "train.cuda_graphs" in w]
 
 
+def check_sync_batchnorm(walk, kind, key, probe, base, probed):
+    said = [w for w in probed.warnings if w.startswith("train.sync_batchnorm: one process")]
+    assert said and not [w for w in base.warnings if "train.sync_batchnorm" in w]
+    assert not weights_differ(base.weights, probed.weights)  # one process: the batch is whole
+
+
 def check_default_out_dir(walk, kind, key, probe, base, probed):
     probed = walk.run(kind, probe.base, {key: probe.value}, context="default_out_dir")
     assert _ok(probed, "run without --out").out_dir == Path("runs") / probe.value
@@ -471,7 +481,7 @@ CHECKS: dict[str, Check] = {
     "selects_on_metric": check_selects_on_metric, "patience": check_patience,
     "epochs_run": check_epochs_run, "time_budget": check_time_budget, "progress": check_progress,
     "threads": check_threads, "device": check_device, "amp": check_amp,
-    "cuda_graphs": check_cuda_graphs, "default_out_dir": check_default_out_dir, "loads": check_loads,
+    "cuda_graphs": check_cuda_graphs, "sync_batchnorm": check_sync_batchnorm, "default_out_dir": check_default_out_dir, "loads": check_loads,
     "baseline_model": check_baseline_model,
 }
 MAY_FAIL = {"device", "loads"}  # checks that expect an error from the baseline or the probe

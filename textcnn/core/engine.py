@@ -16,7 +16,7 @@ import math
 import random
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from textcnn.core import distributed
 from textcnn.core.checkpoint import load_checkpoint, save_checkpoint
 from textcnn.core.config import check_literals, check_number, shown
 from textcnn.core.cuda_graphs import StepGraphs
@@ -63,6 +64,7 @@ class TrainConfig:
     warmup_steps: int = 0  # linear learning-rate warm-up over the first steps
     grad_clip: float | None = None  # clip the gradients' global L2 norm to this value
     cuda_graphs: bool = False  # CUDA: replay each batch shape's training step as a CUDA graph
+    sync_batchnorm: bool = False  # under torchrun: batch-norm statistics over all ranks' shares of a batch
 
     def __post_init__(self) -> None:
         check_literals(self, "train")
@@ -133,13 +135,14 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """`auto` means CUDA when present, else CPU."""
+    """`auto` means CUDA when present, else CPU; under a launcher (torchrun), `cuda` is the
+    rank's own GPU, `cuda:LOCAL_RANK`."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return distributed.local_cuda_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise TextCNNError(f"device: expected an available device, got '{device}' (no CUDA here)")
-    return dev
+    return distributed.local_cuda_device(dev)
 
 
 def uses_autocast(amp: bool, device: torch.device) -> bool:
@@ -190,17 +193,31 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+GradSync = Literal["ddp", "allreduce"]
+
+
 class Trainer:
     """Train `model` with `loss_fn` over `batches`, select on `evaluate`, checkpoint to `out_dir`.
 
     - `batches(epoch, generator)` yields the mini-batches of one epoch; shuffle with `generator`,
       which is seeded from the config seed and the epoch, so a resumed run repeats the same order.
+      Or, instead, `plan(epoch, generator)` lists the epoch's batches as example indices and
+      `collate(indices, generator)` makes one batch of them: the form data-parallel training
+      needs, where each rank takes its share of every batch (`textcnn.core.distributed.shard`).
     - `loss_fn(model, batch)` returns the scalar training loss of a batch (already on the device).
     - `evaluate(model, device)` returns dev metrics; it must contain `config.metric`. Without it,
       the last epoch is kept.
     - `after_step(model)` runs after every optimizer step (Kim's max-norm constraint goes here).
     - `penalized` are the parameters the L1/L2 penalties apply to (default: all weights of
       dimension > 1, i.e. not biases).
+    - `grad_sync` says how the ranks of a distributed run (torchrun) average their gradients:
+      `ddp`, DistributedDataParallel, when `loss_fn` calls the model (`model(...)`; it then gets
+      the DDP wrapper) and every parameter takes part in each step; `allreduce`, after backward,
+      when `loss_fn` calls the model's parts or some parameters sit out a step.
+
+    Under torchrun every rank runs the same loop; rank 0 alone reads and writes `out_dir`
+    (resumed state reaches the others by broadcast), evaluates on the dev data and decides when
+    to stop, and its decisions are broadcast, so every rank stops at the same epoch.
     """
 
     def __init__(
@@ -209,21 +226,44 @@ class Trainer:
         *,
         config: TrainConfig,
         loss_fn: Callable[[nn.Module, Batch], torch.Tensor],
-        batches: Callable[[int, torch.Generator], Iterable[Batch]],
+        batches: Callable[[int, torch.Generator], Iterable[Batch]] | None = None,
         evaluate: Callable[[nn.Module, torch.device], Metrics] | None = None,
         after_step: Callable[[nn.Module], None] | None = None,
         out_dir: str | Path | None = None,
         param_groups: list[dict[str, Any]] | None = None,
         penalized: list[nn.Parameter] | None = None,
         steps_per_epoch: int | None = None,
+        plan: Callable[[int, torch.Generator], Sequence[Sequence[int]]] | None = None,
+        collate: Callable[[Sequence[int], torch.Generator], Batch] | None = None,
+        grad_sync: GradSync = "ddp",
     ) -> None:
         self.config = config
         self.device = resolve_device(config.device)
+        if (batches is None) == (plan is None) or (plan is None) != (collate is None):
+            raise ValueError("Trainer: expected either batches, or plan and collate")
+        if grad_sync not in ("ddp", "allreduce"):
+            raise ValueError(f"Trainer: grad_sync expected 'ddp' or 'allreduce', got {grad_sync!r}")
+        self.distributed = distributed.join_process_group(self.device)
+        self.rank, self.world = distributed.rank_and_size() if self.distributed else (0, 1)
+        if self.distributed:
+            self._check_distributable(model, plan, config)
+            if config.sync_batchnorm:
+                model = distributed.convert_sync_batchnorm(model, self.device)
+        elif config.sync_batchnorm:
+            warnings.warn("train.sync_batchnorm: one process trains on the whole batch, so there is "
+                          "nothing to synchronise; it acts under torchrun or --nproc", stacklevel=2)
+        self.grad_sync = grad_sync
+        self.ddp: nn.Module | None = None  # the DistributedDataParallel wrapper, made by `fit`
         self.model = model.to(self.device)
         self.loss_fn, self.batches, self.evaluate, self.after_step = loss_fn, batches, evaluate, after_step
-        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.plan, self.collate = plan, collate
+        # only rank 0 touches the run folder: the other ranks may not even see it (other nodes)
+        self.out_dir = Path(out_dir) if out_dir is not None and self.rank == 0 else None
         params = param_groups or [p for p in model.parameters() if p.requires_grad]
         self.graphed = config.cuda_graphs and self.device.type == "cuda"
+        if config.cuda_graphs and self.distributed:
+            raise TextCNNError("train.cuda_graphs: expected false under torchrun (a recorded step "
+                               "cannot hold the ranks' gradient exchange), got true")
         if config.cuda_graphs and not self.graphed:
             warnings.warn(f"train.cuda_graphs: CUDA graphs need a CUDA device; training on "
                           f"{self.device} runs without them", stacklevel=2)
@@ -244,6 +284,15 @@ class Trainer:
             raise TextCNNError(f"train.cuda_graphs: expected a constant learning rate (lr_schedule "
                                f"constant, warmup_steps 0), got lr_schedule {config.lr_schedule}, "
                                f"warmup_steps {config.warmup_steps}")
+
+    def _check_distributable(self, model: nn.Module, plan: Any, config: TrainConfig) -> None:
+        """The one-line refusals of a distributed run this loop cannot serve."""
+        if plan is None:
+            raise TextCNNError("distributed training: this training loop gives whole batches, not "
+                               "a plan of example indices the ranks can share; run it in one process")
+        if config.sync_batchnorm and not distributed.count_batchnorms(model):
+            warnings.warn("train.sync_batchnorm: the model has no batch norm, so there is nothing "
+                          "to synchronise", stacklevel=3)
 
     def lr_factor(self, step: int) -> float:
         """The learning-rate multiplier at global step `step` (0-based): warm-up, then the schedule.
@@ -268,9 +317,9 @@ class Trainer:
                 "best_model": best_state}
 
     def _resume(self) -> dict[str, Any] | None:
-        if self.out_dir is None:
-            return None
-        state = load_checkpoint(self.out_dir / "checkpoint" / "last")
+        state = load_checkpoint(self.out_dir / "checkpoint" / "last") if self.out_dir is not None else None
+        if self.distributed:  # rank 0's checkpoint, on every rank
+            state = distributed.broadcast_state(state, device=self.device)
         if state is None:
             return None
         self.model.load_state_dict(state["model"])
@@ -305,6 +354,11 @@ class Trainer:
             start_epoch, best_state = resumed["epoch"] + 1, resumed["best_model"]
         if self.out_dir is not None:
             self._rewrite_log(history)
+        if self.distributed and self.grad_sync == "ddp":
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.ddp = DistributedDataParallel(
+                self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
         use_amp = uses_autocast(cfg.amp, self.device)
         stopped_by: StopReason = "epochs"
         for epoch in range(start_epoch, cfg.epochs + 1):
@@ -312,17 +366,22 @@ class Trainer:
                 stopped_by = "patience"
                 break
             if cfg.max_seconds is not None and history:
-                # judged by the mean epoch so far, so the budget is kept, not overrun by an epoch
-                if seconds + seconds / len(history) > cfg.max_seconds:
+                # judged by the mean epoch so far, so the budget is kept, not overrun by an epoch;
+                # rank 0's clock decides for every rank
+                if distributed.broadcast_flag(seconds + seconds / len(history) > cfg.max_seconds,
+                                              device=self.device):
                     stopped_by = "time"
                     break
             t0 = time.perf_counter()
             train_loss = self._train_epoch(epoch, use_amp)
             record: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
             if self.evaluate is not None:
-                self.model.eval()
-                with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-                    metrics = self.evaluate(self.model, self.device)
+                metrics = None
+                if self.rank == 0:  # the other ranks take rank 0's figures: the same decisions
+                    self.model.eval()
+                    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+                        metrics = self.evaluate(self.model, self.device)
+                metrics = distributed.broadcast_json(metrics) if self.distributed else metrics
                 record.update({f"dev_{k}": v for k, v in metrics.items()})
                 improved = self.stopper.step(metrics, epoch=epoch)
             else:
@@ -346,14 +405,26 @@ class Trainer:
                          epochs_run=len(history), seconds=seconds, history=history,
                          stopped_by=stopped_by)
 
+    def _epoch_batches(self, epoch: int, generator: torch.Generator) -> Iterable[tuple[Batch, float]]:
+        """The epoch's batches with the weight of their loss: all of each batch in one process,
+        this rank's share under torchrun (the plan is the same on every rank: the same seed)."""
+        if self.plan is None:
+            return ((batch, 1.0) for batch in self.batches(epoch, generator))
+        if self.distributed:
+            # dropout and augmentation draw differently on each rank, yet a resumed run repeats them
+            seed_everything(self.config.seed * 100_003 + epoch + 7_919 * self.rank)
+        plan = self.plan(epoch, generator)
+        shares = (distributed.shard(indices, rank=self.rank, world=self.world) for indices in plan)
+        return ((self.collate(part, generator), weight) for part, weight in shares)
+
     def _train_epoch(self, epoch: int, use_amp: bool) -> float:
         cfg = self.config
         self.model.train()
         generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         total, count = torch.zeros((), device=self.device), 0
-        bar = tqdm(self.batches(epoch, generator), total=self.steps_per_epoch,
-                   desc=f"epoch {epoch}/{cfg.epochs}", disable=not cfg.progress, leave=False,
-                   unit="batch")
+        bar = tqdm(self._epoch_batches(epoch, generator), total=self.steps_per_epoch,
+                   desc=f"epoch {epoch}/{cfg.epochs}", disable=not cfg.progress or self.rank != 0,
+                   leave=False, unit="batch")
         scheduled = self.config.lr_schedule != "constant" or self.config.warmup_steps > 0
         step = (epoch - 1) * (self.steps_per_epoch or 0)
         if self.graphed and self.step_graphs is None:
@@ -361,7 +432,7 @@ class Trainer:
                 functools.partial(self._step, use_amp=use_amp, autocast_cache=False),
                 on_capture_failure=lambda: self.optimizer.zero_grad(set_to_none=True),
                 stream=torch.cuda.Stream(device=self.device))
-        for batch in bar:
+        for batch, weight in bar:
             if scheduled:
                 factor = self.lr_factor(step + count)
                 for group, base in zip(self.optimizer.param_groups, self.base_lrs):
@@ -369,11 +440,16 @@ class Trainer:
             batch = to_device(batch, self.device)
             if self.step_graphs is not None:
                 total += self.step_graphs(batch)
-            else:
-                total += self._step(batch, use_amp=use_amp)  # summed on the device: no host sync
+            else:  # summed on the device: no host sync
+                total += self._step(batch, use_amp=use_amp, weight=weight)
             count += 1
-            if cfg.progress and count % 20 == 0:
+            if self.distributed and count == 1 and epoch == 1:
+                distributed.check_ranks_agree(self.model)  # a path whose gradients escape DDP fails at once
+            if cfg.progress and count % 20 == 0 and self.rank == 0:
                 bar.set_postfix(loss=f"{float(total) / count:.4f}")
+        if self.distributed:  # the weighted shares' losses add up to the batches' mean losses
+            total = distributed.all_reduce_sum(total) / self.world
+            distributed.check_ranks_agree(self.model)
         mean = float(total) / count if count else math.nan
         if count and not math.isfinite(mean):
             kept = (f"; the checkpoint after epoch {epoch - 1} is kept in {self.out_dir / 'checkpoint'}"
@@ -382,20 +458,26 @@ class Trainer:
                                f"learning rate (train.lr, now {self.base_lrs[0]:g})")
         return mean
 
-    def _step(self, batch: Batch, *, use_amp: bool, autocast_cache: bool = True) -> torch.Tensor:
-        """One optimizer step on a batch already on the device; returns the detached loss.
+    def _step(self, batch: Batch, *, use_amp: bool, autocast_cache: bool = True,
+              weight: float = 1.0) -> torch.Tensor:
+        """One optimizer step on a batch already on the device; returns the detached loss
+        (times `weight`, this rank's share of the batch under torchrun: see `_epoch_batches`).
 
         Gradients are dropped first, so a step recorded into a CUDA graph writes them afresh.
         """
         cfg = self.config
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp, cache_enabled=autocast_cache):
-            loss = self.loss_fn(self.model, batch)
+            loss = self.loss_fn(self.ddp if self.ddp is not None else self.model, batch)
         if cfg.l1:
             loss = loss + cfg.l1 * l1_penalty(self.penalized)
         if cfg.l2:
             loss = loss + cfg.l2 * l2_penalty(self.penalized)
+        if weight != 1.0:
+            loss = loss * weight
         loss.backward()
+        if self.distributed and self.grad_sync == "allreduce":
+            distributed.all_reduce_gradients(self.model.parameters())
         if cfg.grad_clip is not None:
             clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()

@@ -250,10 +250,13 @@ class RunFolder:
     identity: RunIdentity  # the run about to train there
     resumed: bool  # the folder holds this very run: training continues from its checkpoint
     replace: bool  # the folder holds another run, to be removed by `begin`
+    writes: bool = True  # False on the ranks but 0 of a distributed run: rank 0 keeps the folder
 
     def begin(self) -> None:
         """Remove a replaced run's files (only inside the folder) and record run.json. Called
         once the run's data has loaded, so a run that fails before that changes nothing."""
+        if not self.writes:
+            return
         if self.replace:
             for entry in _entries(self.folder):
                 if entry.is_dir() and not entry.is_symlink():
@@ -271,8 +274,16 @@ def open_run_folder(folder: str | os.PathLike, identity: RunIdentity, *,
     """Claim `folder` for the run `identity`, locked for the block: it resumes (same
     fingerprint), starts fresh (new or empty folder) or raises `TextCNNError` naming the first
     difference; with `overwrite`, another run there is replaced (see `RunFolder.begin`). A
-    non-empty folder that is no run folder is refused even with `overwrite`."""
+    non-empty folder that is no run folder is refused even with `overwrite`.
+
+    In a distributed run (torchrun) only rank 0 claims the folder; the other ranks get a
+    `RunFolder` that writes nothing (they may run on machines that do not see the folder)."""
+    from textcnn.core.distributed import is_main_process
+
     folder = Path(folder)
+    if not is_main_process():
+        yield RunFolder(folder, identity, resumed=False, replace=False, writes=False)
+        return
     with folder_lock(folder):
         conflict, resumed, replaceable = _assess(folder, identity)
         if conflict is not None and not (overwrite and replaceable):

@@ -259,12 +259,13 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         # padding-only windows are masked out, so wider padding changes no value, only the shape
         multiple_of = GRAPH_PAD_MULTIPLE if self.cuda_graphs and device.type == "cuda" else 1
 
-        def batches(epoch: int, generator: torch.Generator):
-            order = (bucket_batches(lengths, self.batch_size, generator=generator) if self.fast
-                     else random_batches(len(ids), self.batch_size, generator=generator))
-            for idx in order:
-                yield (pad_batch([ids[i] for i in idx], pad_id=pad_id, multiple_of=multiple_of),
-                       train_targets[idx])
+        def plan(epoch: int, generator: torch.Generator) -> list[np.ndarray]:
+            return (bucket_batches(lengths, self.batch_size, generator=generator) if self.fast
+                    else random_batches(len(ids), self.batch_size, generator=generator))
+
+        def collate(idx: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+            return (pad_batch([ids[i] for i in idx], pad_id=pad_id, multiple_of=multiple_of),
+                    train_targets[idx])
 
         # The CPU fast path computes the convolutions from the batch's distinct words (same values
         # and gradients, fewer FLOPs); on CUDA, cuDNN's convolutions are the faster way.
@@ -289,10 +290,12 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         config = self._settings().train
         if self.model_config_.sparse:
             config = replace(config, optimizer="lazy_adadelta")
-        trainer = Trainer(self.model_, config=config, loss_fn=loss_fn, batches=batches,
+        # the fast path calls the model's parts (projected_logits), which DDP's hooks would not see
+        trainer = Trainer(self.model_, config=config, loss_fn=loss_fn, plan=plan, collate=collate,
                           evaluate=evaluate if dev_ids is not None else None,
                           after_step=KimCNN.apply_max_norm, out_dir=run_dir,
-                          steps_per_epoch=-(-len(ids) // self.batch_size))
+                          steps_per_epoch=-(-len(ids) // self.batch_size),
+                          grad_sync="allreduce" if self.model_config_.sparse else "ddp")
         result = trainer.fit()
         # how many batch shapes trained through CUDA graphs (0: none, e.g. on CPU or after a failed capture)
         self.cuda_graphs_ = trainer.step_graphs.captured if trainer.step_graphs is not None else 0

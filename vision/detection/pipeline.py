@@ -28,6 +28,7 @@ from textcnn.core.config import (
     to_dict,
     typed_recipe,
 )
+from textcnn.core.distributed import is_main_process
 from textcnn.core.engine import (
     TrainConfig,
     Trainer,
@@ -274,7 +275,8 @@ def train_detection_recipe(data: dict[str, Any], *, source: str, out_dir: str | 
         splits = load_detection_splits(recipe.data)
         run.begin()
         resolved = dump_yaml(to_dict(recipe))
-        atomic_write_text(out / "recipe.yaml", resolved)
+        if run.writes:
+            atomic_write_text(out / "recipe.yaml", resolved)
         return _train_detector(recipe, *splits, out, resolved, identity)
 
 
@@ -291,12 +293,13 @@ def _train_detector(recipe: DetectionRecipe, train: DetectionData, val: Detectio
     aug = recipe.augment
     augment = DetectionAugment(hflip=aug.hflip, scale_range=tuple(aug.scale_range) if aug.scale_range else None)
 
-    def batches(epoch: int, generator: torch.Generator):
+    def plan(epoch: int, generator: torch.Generator) -> list[list[int]]:
         order = torch.randperm(len(train), generator=generator).tolist()
-        for i in range(0, len(order), cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
-            images, targets = _images(train, idx), [train.targets[j] for j in idx]
-            yield augment(images, targets, generator)
+        return [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+
+    def collate(idx: Sequence[int], generator: torch.Generator):
+        idx = [int(j) for j in idx]
+        return augment(_images(train, idx), [train.targets[j] for j in idx], generator)
 
     def loss_fn(model: nn.Module, batch: tuple[list[Tensor], list[dict[str, Tensor]]]) -> Tensor:
         images, targets = batch
@@ -305,11 +308,16 @@ def _train_detector(recipe: DetectionRecipe, train: DetectionData, val: Detectio
     def evaluate(model: nn.Module, device: torch.device) -> dict[str, float]:
         return {"map_50": detection_report(model, val, coco=False, device=device)["map_50"]}
 
-    trainer = Trainer(model, config=cfg, loss_fn=loss_fn, batches=batches, evaluate=evaluate,
-                      out_dir=out / "train", steps_per_epoch=math.ceil(len(train) / cfg.batch_size))
+    # allreduce: a detector's losses may leave a head out of a step (no positive anchors)
+    trainer = Trainer(model, config=cfg, loss_fn=loss_fn, plan=plan, collate=collate, evaluate=evaluate,
+                      out_dir=out / "train", steps_per_epoch=math.ceil(len(train) / cfg.batch_size),
+                      grad_sync="allreduce")
     start = time.perf_counter()
     fit = trainer.fit()
     model.cpu().eval()
+    if not is_main_process():  # under torchrun rank 0 fits the rest, tests and saves; the others stop here
+        return TrainOutcome(out_dir=out, model_dir=out / "model", metrics={
+            "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run, "stopped_by": fit.stopped_by})
     post_seconds = 0.0
     if hasattr(model, "post_fit"):
         t0 = time.perf_counter()
