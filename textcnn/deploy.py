@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from textcnn.batching import pad_batch, token_budget_batches
+from textcnn.core.decisions import probabilities
 from textcnn.core.modeldir import ModelDir, open_model_dir
 from textcnn.core.onnx import (
     OPSET,
     OnnxGraph,
     copier,
     export_graph,
-    probabilities,
     require_onnx,
     write_onnx_dir,
 )

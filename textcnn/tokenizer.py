@@ -196,6 +196,10 @@ class WordTokenizer:
         with gc_paused():
             return [enc.ids for enc in encode(materialize(texts), add_special_tokens=False)]
 
+    def encode(self, text: str) -> list[int]:
+        """Token ids of one text, as `encode_batch` gives them (without its batching)."""
+        return self._tok.encode(text, add_special_tokens=False).ids
+
     def tokens(self, text: str) -> list[str]:
         """The token strings of `text` before the vocabulary lookup maps unknown ones to unk.
 

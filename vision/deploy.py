@@ -16,18 +16,25 @@ from typing import Any
 import numpy as np
 import torch
 
+from textcnn.core.decisions import probabilities
+from textcnn.core.errors import TextCNNError
 from textcnn.core.modeldir import ModelDir, open_model_dir
 from textcnn.core.onnx import (
     OPSET,
     OnnxGraph,
     copier,
     export_graph,
-    probabilities,
     require_onnx,
     write_onnx_dir,
 )
-from textcnn.core.errors import TextCNNError
-from vision.pipeline import INFERENCE_BATCH, KIND, image_tensor, load_image_model, prepare, saved_classes
+from vision.pipeline import (
+    INFERENCE_BATCH,
+    KIND,
+    image_tensor,
+    load_image_model,
+    prepare,
+    saved_classes,
+)
 
 # What `--quantize int8` stores as int8: every convolution and linear layer's weights.
 INT8_OPS = ("Conv", "Gemm", "MatMul")

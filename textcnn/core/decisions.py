@@ -16,6 +16,16 @@ import numpy as np
 from textcnn.core.errors import TextCNNError
 
 
+def probabilities(logits: np.ndarray, *, multi_label: bool = False) -> np.ndarray:
+    """Softmax over classes (sigmoid per class for multi-label) of logits [N, classes], as
+    float32; the NumPy form of what the torch models compute (exported graphs, the lean path)."""
+    logits = np.asarray(logits, dtype=np.float32)
+    if multi_label:
+        return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
 def check_probability(value: Any, *, name: str) -> float:
     """`value` as a float in [0, 1]; anything else is a one-line `TextCNNError` naming `name`."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \

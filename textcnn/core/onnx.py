@@ -170,16 +170,6 @@ class OnnxGraph:
         return self.session.run([self.output_name], {self.input_name: inputs})[0]
 
 
-def probabilities(logits: np.ndarray, *, multi_label: bool = False) -> np.ndarray:
-    """Softmax over classes (sigmoid per class for multi-label) of float logits [N, classes], in
-    float32."""
-    logits = np.asarray(logits, dtype=np.float32)
-    if multi_label:
-        return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
-
-
 __all__ = ["INT8_FILE", "KIND", "ONNX_FILE", "OPSET", "QUANTIZE", "OnnxGraph", "copier",
-           "export_graph", "open_onnx_dir", "probabilities", "quantize_int8", "require_onnx",
+           "export_graph", "open_onnx_dir", "quantize_int8", "require_onnx",
            "write_onnx_dir"]
