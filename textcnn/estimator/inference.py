@@ -25,6 +25,12 @@ INFERENCE_BATCH = 1000  # at most this many texts per inference batch
 # only.
 INFERENCE_TOKENS = 1 << 16
 MAX_TABLE_BYTES = 1 << 30  # larger vocabularies predict with the convolutions instead
+# Texts per batch for the projection tables on a CPU. Batches are cut in length order and each is
+# padded to its own longest text: a thousand texts pad to about twice the words they hold (MR),
+# a hundred and twenty-eight to a few more than theirs, which makes the lookups about 1.5x faster.
+# The probabilities are the same bit for bit (each text's windows, max and linear layer are its
+# own row); on a GPU larger batches stay faster.
+PROJECTED_CPU_BATCH = 128
 
 
 def class_scores(model: KimCNN | ProjectedKimCNN, ids: list[list[int]], device: torch.device, *,
@@ -35,8 +41,9 @@ def class_scores(model: KimCNN | ProjectedKimCNN, ids: list[list[int]], device: 
     out = np.zeros((len(ids), model.config.num_classes), dtype=np.float32)
     was_training = model.training
     model.eval()
+    lean = isinstance(model, ProjectedKimCNN) and device.type == "cpu"
     batches = token_budget_batches([len(s) for s in ids], max_tokens=INFERENCE_TOKENS,
-                                   max_count=INFERENCE_BATCH)
+                                   max_count=PROJECTED_CPU_BATCH if lean else INFERENCE_BATCH)
     with torch.inference_mode():
         for idx in batches:
             x = pad_batch([ids[i] for i in idx], pad_id=model.config.pad_id).to(device)
