@@ -249,3 +249,17 @@ def test_a_failed_batch_fails_its_requests_and_the_batcher_goes_on():
         return after
 
     assert asyncio.run(main()).shape == (2, 2) and calls == [["boom"], ["fine", "too"]]
+
+
+def test_a_lone_request_does_not_wait_for_others():
+    """With `open_requests`, a batch stops gathering once every open request has joined: a
+    lone request runs at once even with a wait of an hour."""
+    async def main():
+        batcher = MicroBatcher(lambda inputs: np.ones((len(inputs), 2)), wait_s=3600.0, max_batch=100,
+                               open_requests=lambda: 1)
+        await batcher.start()
+        result = await asyncio.wait_for(batcher.submit(["alone"]), timeout=60)
+        await batcher.stop()
+        return result
+
+    assert asyncio.run(main()).shape == (1, 2)

@@ -9,8 +9,8 @@ and uvicorn (`pip install 'textcnn[serve]'`).
     GET  /docs     the OpenAPI page FastAPI writes (/openapi.json the schema)
 
 Requests that arrive together are predicted together: the first input of a micro-batch waits at
-most `batch_wait_ms` (2 ms) for others, then the batch runs in one worker thread while the next
-one gathers. A body over `max_bytes` or more than `max_items` inputs gets 413, a body that is
+most `batch_wait_ms` (2 ms) for others (a lone request, the only /predict the server has open,
+does not wait); the batch then runs in one worker thread while the next one gathers. A body over `max_bytes` or more than `max_items` inputs gets 413, a body that is
 not the JSON above 422; an empty text is a valid input. A failure while predicting answers 500
 to the requests of that batch and the server goes on. SIGTERM (or Ctrl-C) stops accepting
 connections, finishes the requests in flight, and exits with status 0.
@@ -178,11 +178,14 @@ def _kind_of(path: str, kinds: Sequence[str]) -> str:
 
 class MicroBatcher:
     """Gathers the inputs of concurrent requests into batches: a batch starts with the first
-    waiting request, takes others for at most `wait_s` (or until `max_batch` inputs), and runs
-    in one worker thread while the next batch gathers."""
+    waiting request, takes others for at most `wait_s` (or until `max_batch` inputs; not at all
+    when `open_requests`, which counts the requests the server has open, says it is alone), and
+    runs in one worker thread while the next batch gathers."""
 
-    def __init__(self, predict: Callable[[list[Any]], np.ndarray], *, wait_s: float, max_batch: int) -> None:
+    def __init__(self, predict: Callable[[list[Any]], np.ndarray], *, wait_s: float, max_batch: int,
+                 open_requests: Callable[[], int] | None = None) -> None:
         self.predict, self.wait_s, self.max_batch = predict, wait_s, max_batch
+        self.open_requests = open_requests
         self.batches = 0  # batches run
         self.inputs = 0  # inputs predicted
         self._queue: asyncio.Queue | None = None
@@ -217,6 +220,8 @@ class MicroBatcher:
         count = len(items[0][0])
         deadline = loop.time() + self.wait_s
         while count < self.max_batch:
+            if self.open_requests is not None and self.open_requests() <= 1 and self._queue.empty():
+                break  # a lone request: no other is on its way to wait for
             try:
                 item = self._queue.get_nowait()
             except asyncio.QueueEmpty:
@@ -255,16 +260,25 @@ class MicroBatcher:
 # -- the application ------------------------------------------------------------------------------
 
 
-class _BodyLimit:
+class _Gate:
     """ASGI middleware: a request body over `max_bytes` gets 413 (by its Content-Length, or once
-    that many bytes have arrived)."""
+    that many bytes have arrived); `open_predictions` counts the /predict requests in progress."""
 
     def __init__(self, app: Any, *, max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
+        self.open_predictions = 0
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        predicting = scope.get("path") == "/predict"
+        self.open_predictions += predicting
+        try:
+            await self._limited(scope, receive, send)
+        finally:
+            self.open_predictions -= predicting
+
+    async def _limited(self, scope: dict, receive: Callable, send: Callable) -> None:
         length = dict(scope.get("headers", [])).get(b"content-length")
         too_large = f"request body: expected at most {self.max_bytes} bytes"
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
@@ -306,8 +320,9 @@ def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> A
     from textcnn.core.streaming import ranked_predictions
 
     predictor = predictor or load_predictor(settings)
+    gate: _Gate | None = None
     batcher = MicroBatcher(predictor.probabilities, wait_s=settings.batch_wait_ms / 1000,
-                           max_batch=settings.max_batch)
+                           max_batch=settings.max_batch, open_requests=lambda: gate.open_predictions)
 
     class PredictRequest(BaseModel):
         """Inputs to classify: `texts` for a text model, `images` (base64 image files) for an
@@ -404,7 +419,8 @@ def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> A
                 "micro_batches": {"batches": batcher.batches, "inputs": batcher.inputs},
                 "pid": os.getpid()}
 
-    return _BodyLimit(app, max_bytes=settings.max_bytes) if settings.max_bytes else app
+    gate = _Gate(app, max_bytes=settings.max_bytes)
+    return gate
 
 
 def app_from_environment() -> Any:

@@ -3,6 +3,8 @@
 `clean_str` is the readable statement of the preprocessing; `WordTokenizer` runs the same rules
 in Rust (a `tokenizers.Tokenizer` with a WordLevel model), so `tokens(text)` equals
 `clean_str(text).split()` for every input (the tests check this on the benchmark sentences).
+The pipeline is saved as `tokenizer.json`; for encoding, where it is exactly Kim's, the Python
+rules (`kim_words`) are faster than the Rust chain of normalizers and give the same ids.
 
 One deliberate difference from Kim's `process_data.py`: there the replacement strings for
 `(`, `)` and `?` are written as `" \\( "` etc., which Python's `re.sub` keeps as a literal

@@ -44,6 +44,8 @@ TRICKY = [text for text, _ in CLEAN_CASES] + [
     "`back`ticks`",
     "x\u0301",
     "\U0001f600" * 3,
+    "two\nlines, one text\r\n",
+    "",
 ]
 
 
