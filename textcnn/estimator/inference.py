@@ -33,6 +33,24 @@ MAX_TABLE_BYTES = 1 << 30  # larger vocabularies predict with the convolutions i
 PROJECTED_CPU_BATCH = 128
 
 
+def _one_block(tables: list[torch.Tensor]) -> tuple[np.ndarray, list[int]]:
+    """The tap tables as one NumPy array and the row where each starts: a view of the block
+    `ProjectedKimCNN` keeps them in when they lie there one after another, else a copy."""
+    starts = [0]
+    for table in tables[:-1]:
+        starts.append(starts[-1] + len(table))
+    first = tables[0]
+    in_place = all(t.is_contiguous() and t.device.type == "cpu" and t.untyped_storage().data_ptr()
+                   == first.untyped_storage().data_ptr() and t.storage_offset() == first.storage_offset()
+                   + start * first.shape[1] for t, start in zip(tables, starts))
+    if in_place:
+        total = starts[-1] + len(tables[-1])
+        block = torch.empty(0, dtype=first.dtype).set_(first.untyped_storage(), first.storage_offset(),
+                                                       (total, first.shape[1]))
+        return block.numpy(), starts
+    return torch.cat([t.cpu() for t in tables]).numpy(), starts
+
+
 def class_scores(model: KimCNN | ProjectedKimCNN, ids: list[list[int]], device: torch.device, *,
                  multi_label: bool,
                  forward: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor] | None = None) -> np.ndarray:
@@ -61,16 +79,18 @@ def decide(scores: np.ndarray, *, multi_label: bool, threshold: float) -> np.nda
     return scores.argmax(axis=1)
 
 
-_WINDOWS = 256  # window index rows kept per width; a longer text makes its own
+_CACHED_LENGTHS = 128  # the single-text path keeps its index arrays for texts up to this long
 
 
 class SingleTextScorer:
     """The lean path for one text on the CPU: tokenizer, table lookups, max, linear, in NumPy.
 
     A call into torch costs microseconds of dispatch per operation, and `class_scores` makes a
-    dozen of them (and the batching around them) even for one sentence; that overhead, not the
-    arithmetic, is most of a single prediction's time. This scorer computes the same values as
-    `ProjectedKimCNN` over the same tap tables (shared, not copied): for one sentence of n > 0
+    few dozen of them (and the batching around them) even for one sentence; that overhead, not
+    the arithmetic, is most of a single prediction's time. This scorer computes the same values
+    as `ProjectedKimCNN` over the same tap tables (read in place, not copied) in a dozen NumPy
+    calls: one gather of every tap row of every window of every width, then per width the
+    window sums and their max. For a sentence of n > 0
     words every one of its n + h - 1 windows holds a word, so no masking is needed; an empty
     sentence gives zero features, as there. The probabilities equal `class_scores`' to float
     rounding (tests/text/test_single_text.py checks them)."""
@@ -79,39 +99,49 @@ class SingleTextScorer:
                  multi_label: bool) -> None:
         cfg = projected.config
         self.encode, self.multi_label = encode, multi_label
-        self.widths = list(cfg.widths)
-        n_widths = len(self.widths)
-        # views of the projection buffers: the scorer follows them and holds no copy
-        self.tables = [getattr(projected, f"table{i}").detach().numpy() for i in range(n_widths)]
-        self.bias = torch.cat([getattr(projected, f"bias{i}") for i in range(n_widths)]).detach().numpy()
+        self.widths, self.vocab_size = list(cfg.widths), cfg.vocab_size
+        tables = [getattr(projected, f"table{i}").detach() for i in range(len(self.widths))]
+        self.table, self.starts = _one_block(tables)
+        self.bias = torch.cat([getattr(projected, f"bias{i}") for i in range(len(self.widths))]).detach().numpy()
         self.weight = projected.fc.weight.detach().numpy().T.copy()  # [features, classes]
         self.fc_bias = projected.fc.bias.detach().numpy()
-        # A text is padded by widest - 1 on each side; per width, row t of `windows` lists the
-        # padded positions of window t (shifted past the extra padding of the narrower widths),
-        # and `taps` the row offset of each tap (tap k of word u is row k * vocab_size + u).
-        self.maps, self.widest = cfg.maps, max(self.widths)
+        self.widest, self.maps = max(self.widths), cfg.maps
         self.padding = [cfg.pad_id] * (self.widest - 1)
-        self.windows = [self._windows(_WINDOWS, w) for w in self.widths]
-        self.taps = [np.arange(w, dtype=np.intp) * cfg.vocab_size for w in self.widths]
+        self._layouts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
-    def _windows(self, count: int, width: int) -> np.ndarray:
-        return np.arange(count)[:, None] + np.arange(width) + (self.widest - width)
+    def _layout(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """For a text of n words, padded by widest - 1 on each side: the padded position and the
+        table row offset of every tap of every window, width by width, tap by tap."""
+        if n in self._layouts:
+            return self._layouts[n]
+        positions, offsets = [], []
+        for width, start in zip(self.widths, self.starts):
+            count = n + width - 1  # windows holding at least one word
+            # tap by tap (each tap's rows for every window together, so that a window sum adds
+            # whole slabs): position of tap k of window t, and tap k's first row
+            grid = np.arange(width)[:, None] + np.arange(count) + (self.widest - width)
+            positions.append(grid.ravel())
+            offsets.append(np.repeat(start + np.arange(width) * self.vocab_size, count))
+        layout = (np.concatenate(positions), np.concatenate(offsets))
+        if n <= _CACHED_LENGTHS:
+            self._layouts[n] = layout
+        return layout
 
     def __call__(self, text: str) -> np.ndarray:
         """Probabilities [1, classes] of `text`."""
         ids = self.encode(text)
-        n = len(ids)
-        if n:
-            features = np.empty(self.bias.shape[0], dtype=np.float32)
-            maps = self.maps
+        if ids:
+            n = len(ids)
+            positions, offsets = self._layout(n)
             padded = np.array(self.padding + ids + self.padding, dtype=np.intp)
-            for i, (width, table, windows, taps) in enumerate(zip(self.widths, self.tables, self.windows,
-                                                                  self.taps)):
-                count = n + width - 1  # windows holding at least one word
-                if count > len(windows):
-                    windows = self._windows(count, width)
-                rows = padded[windows[:count]] + taps  # a window's sum is that of its taps' rows
-                features[i * maps:(i + 1) * maps] = np.take(table, rows, axis=0).sum(axis=1).max(axis=0)
+            rows = np.take(self.table, padded[positions] + offsets, axis=0)
+            features = np.empty(len(self.bias), dtype=np.float32)
+            start, maps = 0, self.maps
+            for i, width in enumerate(self.widths):
+                count = n + width - 1
+                taps = rows[start:start + count * width].reshape(width, count, maps)
+                taps.sum(axis=0).max(axis=0, out=features[i * maps:(i + 1) * maps])
+                start += count * width
             features += self.bias
             np.maximum(features, 0, out=features)
             logits = features @ self.weight + self.fc_bias
