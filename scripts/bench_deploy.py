@@ -34,6 +34,14 @@ REPO = Path(__file__).resolve().parents[1]
 RUNS = {"mr": "mr/rand/fold=0", "trec": "trec/rand"}
 
 
+def shown(path: Path) -> str:
+    """`path` relative to the repository where it lies inside it (results files name no machine's folders)."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -117,7 +125,7 @@ def measure(name: str, model_dir: Path, work: Path, args) -> dict:
         row["batch_sentences_per_s"] = statistics.median(row.pop("batch"))
         row["latency_ms_p50"] = statistics.median(single)
         row["latency_ms_p99"] = single[int(0.99 * (len(single) - 1))]
-    return {"test_sentences": len(texts), "model_dir": str(model_dir), "runtimes": rows}
+    return {"test_sentences": len(texts), "model_dir": shown(model_dir), "runtimes": rows}
 
 
 def main() -> None:

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_deploy import REPO, load_average, test_split, trained_models  # noqa: E402
+from bench_deploy import REPO, load_average, shown, test_split, trained_models  # noqa: E402
 
 
 def fasttext_model(train_texts: list[str], train_labels: list, threads: int):
@@ -143,7 +143,7 @@ def main() -> None:
                for k, v in timings.items() if v}
     throughput = {k: statistics.median(v) for k, v in batch.items() if v}
     accuracy = float(np.mean(np.asarray([str(x) for x in clf.predict(texts)]) == np.asarray([str(x) for x in labels])))
-    report = {"workload": f"MR fold 0, CNN-rand ({model_dir}), {len(texts)} test sentences",
+    report = {"workload": f"MR fold 0, CNN-rand ({shown(model_dir)}), {len(texts)} test sentences",
               "threads": args.threads, "rounds": args.rounds, "sentences_timed_alone": len(singles),
               "fasttext": "fastText " + importlib.metadata.version("fasttext-wheel")
               if ft is not None and _installed("fasttext-wheel") else "fastText" if ft is not None else

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_deploy import REPO, load_average, test_split, trained_models  # noqa: E402
+from bench_deploy import REPO, load_average, shown, test_split, trained_models  # noqa: E402
 from bench_predict import fasttext_model, fasttext_one, percentile  # noqa: E402
 
 HOST = "127.0.0.1"  # loopback only
@@ -193,7 +193,7 @@ def main() -> None:
             fasttext_one(ft), cleaned, requests=args.requests, seconds=args.seconds)
     from textcnn.batch_runner import machine_description
 
-    report = {"model": str(served), "runtime": args.runtime, "workers": args.workers, "threads": args.threads,
+    report = {"model": shown(served), "runtime": args.runtime, "workers": args.workers, "threads": args.threads,
               "machine": machine_description("cpu", args.threads),
               "fasttext": "installed" if ft is not None else "not installed: compared with textcnn alone",
               "server": levels, "in_process": local, "server_exit_status_after_sigterm": exit_status,
