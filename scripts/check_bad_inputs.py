@@ -704,6 +704,8 @@ CASES: list[Case] = [
          "export it first"),
     Case("serve --int8 on a torch model", "Deployment", ("serve", "<model>", "--int8"), "--int8"),
     Case("serve a detector", "Deployment", ("serve", "<detector>"), "detectors are not served"),
+    Case("serve on an address this machine lacks", "Deployment",
+         ("serve", "<model>", "--host", "192.0.2.1", "--port", "8000"), "cannot listen there"),
     # -- images -------------------------------------------------------------------------------------
     Case("a decompression-bomb PNG", "Images", ("predict", "<image-model>", "<case>/bomb.png"),
          "bomb.png: expected an image of at most", setup=write("bomb.png", bomb_png(30000, 30000))),

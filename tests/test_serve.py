@@ -263,3 +263,14 @@ def test_a_lone_request_does_not_wait_for_others():
         return result
 
     assert asyncio.run(main()).shape == (1, 2)
+
+
+def test_a_port_in_use_is_a_one_line_error(text_model):
+    from textcnn.core.errors import TextCNNError
+    from textcnn.serve import serve
+
+    _, model_dir = text_model
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(TextCNNError, match=f"--port {port}: cannot listen there"):
+            serve(ServeSettings(model=str(model_dir)), host="127.0.0.1", port=port, echo=lambda _: None)

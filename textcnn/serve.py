@@ -428,6 +428,20 @@ def app_from_environment() -> Any:
     return create_app(ServeSettings(**json.loads(os.environ[SETTINGS_ENV])))
 
 
+def _check_port(host: str, port: int) -> None:
+    """A one-line error now, rather than uvicorn's exit at start-up, when `host:port` cannot be
+    listened on (in use, or an address this machine does not have)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn chooses
+    try:
+        socket.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)  # its own message
+        socket.create_server((host, port), family=family).close()
+    except OSError as err:  # create_server's message repeats the address: its errno says it all
+        reason = os.strerror(err.errno) if (err.errno or 0) > 0 else err.strerror or str(err)
+        raise TextCNNError(f"--host {host} --port {port}: cannot listen there ({reason})") from None
+
+
 def serve(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
           echo: Callable[[str], None] = print) -> None:
     """Load the model and serve it until SIGTERM or Ctrl-C, which finish the requests in flight;
@@ -436,6 +450,7 @@ def serve(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000,
     import uvicorn
 
     predictor = load_predictor(settings)  # a bad model is an error before any socket opens
+    _check_port(host, port)
     echo(f"serving {settings.model} ({predictor.task} classifier, {predictor.runtime}) on "
          f"http://{host}:{port} with {workers} worker(s); docs at /docs")
     # uvicorn re-raises the signal that stopped it once it has shut down gracefully; handled here,
