@@ -197,3 +197,16 @@ def test_cli_export_writes_the_directory_and_refuses_bad_options(sample, tmp_pat
     assert "model.int8.onnx" in out.out and "tflite" in out.err
     clf = OnnxClassifier(tmp_path / "onnx")
     assert clf.predict_proba(X[:3]).shape == (3, 2)
+
+
+def test_a_multi_label_model_exports_its_sigmoid_probabilities(sample, tmp_path):
+    X, y = sample
+    labels = [[label, "any"] if i % 3 == 0 else [label] for i, label in enumerate(y)]
+    clf = TextCNNClassifier(**SMALL, multi_label=True, threshold=0.4).fit(X, labels)
+    clf.save(tmp_path / "model")
+    export_model(tmp_path / "model", tmp_path / "onnx")
+    onnx_clf = OnnxClassifier(tmp_path / "onnx")
+    texts = X[:20] + [""]
+    np.testing.assert_allclose(onnx_clf.predict_proba(texts), clf.predict_proba(texts), atol=1e-5)
+    np.testing.assert_array_equal(onnx_clf.predict(texts), clf.predict(texts))  # at the model's 0.4
+    np.testing.assert_array_equal(onnx_clf.predict(texts, threshold=0.7), clf.predict(texts, threshold=0.7))
