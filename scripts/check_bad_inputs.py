@@ -304,6 +304,7 @@ class Case:
     fault: str | None = None  # an injected fault ($TEXTCNN_FAULT, <case> replaced)
     stdin: str | None = None  # a file fed to standard input (<case> replaced)
     fast: bool = False  # in the representative subset (`pytest -m "not slow"` runs only those)
+    needs: tuple[str, ...] = ()  # modules of an optional extra the command imports first (tests skip without them)
 
 
 @dataclass
@@ -586,6 +587,9 @@ DETECTION_SETTINGS = [
 ]
 
 NON_UTF8 = b"a warm film\na dull film\nna\xefve \xe9l\xe8ve\nfine\n"
+ONNX_EXTRA = ("onnx", "onnxruntime")  # pip install 'textcnn[onnx]'
+SERVE_EXTRA = ("fastapi", "uvicorn")  # pip install 'textcnn[serve]'
+
 CASES: list[Case] = [
     *_settings(QS, "Recipe settings (text)", TEXT_SETTINGS, fast=["train.epochs=0"]),
     *_settings(LENET, "Recipe settings (image)", IMAGE_SETTINGS, fast=["model.name=lenet6"]),
@@ -691,6 +695,24 @@ CASES: list[Case] = [
          "--top-k: is for classifiers", setup=write("x.png", bomb_png(64, 64))),
     Case("detector evaluate --plot", "Prediction", ("evaluate", "<detector>", "--plot", "<case>/cm.png"),
          "--plot: a detector has no confusion matrix"),
+    # -- deployment ---------------------------------------------------------------------------------
+    Case("export a detector", "Deployment", ("export", "<detector>", "--out", "<case>/onnx"),
+         "detectors are not exported", needs=ONNX_EXTRA),
+    Case("export over a model directory", "Deployment", ("export", "<model>", "--out", "<model>"),
+         "expected an empty folder or an older export", needs=ONNX_EXTRA),
+    Case("export --format that does not exist", "Deployment",
+         ("export", "<model>", "--out", "<case>/onnx", "--format", "tflite"), "--format", fast=True),
+    Case("export --opset older than 17", "Deployment",
+         ("export", "<model>", "--out", "<case>/onnx", "--opset", "12"), "--opset"),
+    Case("serve --runtime onnx on a torch model", "Deployment", ("serve", "<model>", "--runtime", "onnx"),
+         "export it first", needs=SERVE_EXTRA),
+    Case("serve --int8 on a torch model", "Deployment", ("serve", "<model>", "--int8"), "--int8",
+         needs=SERVE_EXTRA),
+    Case("serve a detector", "Deployment", ("serve", "<detector>"), "detectors are not served",
+         needs=SERVE_EXTRA),
+    Case("serve on an address this machine lacks", "Deployment",
+         ("serve", "<model>", "--host", "192.0.2.1", "--port", "8000"), "cannot listen there",
+         needs=SERVE_EXTRA),
     # -- images -------------------------------------------------------------------------------------
     Case("a decompression-bomb PNG", "Images", ("predict", "<image-model>", "<case>/bomb.png"),
          "bomb.png: expected an image of at most", setup=write("bomb.png", bomb_png(30000, 30000))),

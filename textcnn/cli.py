@@ -406,6 +406,80 @@ def visualize(model: str, out: str, data_file: str | None, maps: str, samples: i
         click.echo(path)
 
 
+@main.command(context_settings=CONTEXT)
+@click.argument("model", type=click.Path(exists=True, file_okay=False))
+@click.option("--format", "export_format", type=click.Choice(["onnx"]), default="onnx",
+              show_default=True, help="What to export to.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="The exported directory (an older export there is replaced).")
+@click.option("--quantize", type=click.Choice(["int8"]), help="Also write model.int8.onnx "
+              "(onnxruntime's dynamic int8 quantization).")
+@click.option("--opset", type=click.IntRange(min=17), default=18, show_default=True,
+              help="ONNX opset of the graph.")
+@user_errors
+def export(model: str, export_format: str, out: str, quantize: str | None, opset: int) -> None:
+    """Export a text or image classifier MODEL as ONNX: model.onnx beside its tokenizer, labels
+    and configuration, for onnxruntime (`textcnn.onnx.OnnxClassifier`) or `textcnn serve`.
+
+    Needs `pip install 'textcnn[onnx]'`. Detectors are not exported.
+
+    \b
+    Example:
+      textcnn export runs/quickstart/model --format onnx --out deploy/quickstart
+      textcnn export runs/mr/model --out deploy/mr --quantize int8
+    """
+    from textcnn.onnx import export_model
+
+    path = export_model(model, out, format=export_format, quantize=quantize, opset=opset)
+    files = sorted(p.name for p in Path(path).iterdir())
+    click.echo(f"exported {model} to {path}: {', '.join(files)}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("model", type=click.Path(exists=True, file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Server processes, each with its own copy of the model.")
+@click.option("--runtime", type=click.Choice(["auto", "torch", "onnx"]), default="auto",
+              show_default=True, help="auto: onnx for an exported directory, else torch.")
+@click.option("--int8", is_flag=True, help="ONNX: serve model.int8.onnx.")
+@click.option("--threads", type=click.IntRange(min=1), help="Threads per worker for torch or "
+              "onnxruntime [their default].")
+@click.option("--max-items", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Inputs per request; more get 413.")
+@click.option("--max-bytes", type=click.IntRange(min=1), default=1 << 20, show_default=True,
+              help="Request body bytes; more get 413.")
+@click.option("--batch-wait-ms", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="How long a micro-batch waits for more requests.")
+@click.option("--max-batch", type=click.IntRange(min=1), default=512, show_default=True,
+              help="Inputs per micro-batch.")
+@user_errors
+def serve(model: str, host: str, port: int, workers: int, runtime: str, int8: bool,
+          threads: int | None, max_items: int, max_bytes: int, batch_wait_ms: float,
+          max_batch: int) -> None:
+    """Serve MODEL (a model directory, or one `textcnn export` wrote) over HTTP: POST /predict
+    {"texts": [...], "top_k": k} (image models: "images", base64 files), GET /health, GET /info,
+    OpenAPI docs at /docs. SIGTERM or Ctrl-C finish the requests in flight, then exit 0.
+
+    Needs `pip install 'textcnn[serve]'`.
+
+    \b
+    Example:
+      textcnn serve runs/quickstart/model --port 8000
+      textcnn serve deploy/mr --int8 --workers 2
+      curl -s localhost:8000/predict -d '{"texts": ["a fine film"], "top_k": 2}'
+    """
+    from textcnn.serve import ServeSettings, require_server
+    from textcnn.serve import serve as run_server
+
+    require_server()
+    settings = ServeSettings(model=model, runtime=runtime, int8=int8, max_items=max_items,
+                             max_bytes=max_bytes, batch_wait_ms=batch_wait_ms, max_batch=max_batch,
+                             threads=threads)
+    run_server(settings, host=host, port=port, workers=workers, echo=lambda line: click.echo(line, err=True))
+
+
 @main.group(context_settings=CONTEXT)
 def data() -> None:
     """Benchmark data: download or copy it, checking every file's SHA-256.

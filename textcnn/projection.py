@@ -114,9 +114,15 @@ class ProjectedKimCNN(nn.Module):
         self.config = cfg
         with torch.no_grad():
             vectors = torch.cat([emb.weight for emb in model.embeddings], dim=-1)  # [V, C*D]
-            for i, table in enumerate(tap_tables(vectors, model)):
-                self.register_buffer(f"table{i}", table.contiguous())
+            tables = tap_tables(vectors, model)
+            # one block of memory, each width's table a slice of it: the single-text path
+            # (textcnn.estimator.inference.SingleTextScorer) gathers from all of them at once
+            combined = torch.cat(tables)
+            start = 0
+            for i, table in enumerate(tables):
+                self.register_buffer(f"table{i}", combined[start:start + len(table)])
                 self.register_buffer(f"bias{i}", model.convs[i].conv.bias.detach().clone())
+                start += len(table)
             self.fc = nn.Linear(cfg.num_features, cfg.num_classes)
             self.fc.load_state_dict(model.fc.state_dict())
         self.eval()

@@ -76,20 +76,28 @@ def load_digits() -> ImageData:
 # -- reading image files --------------------------------------------------------------------------
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """One image file as float32 `[H, W]` (grey) or `[H, W, 3]` (colour) in [0, 1].
+def read_image(path: str | os.PathLike | bytes, *, name: str | None = None) -> np.ndarray:
+    """One image file (or the bytes of one, e.g. a PNG sent to the server; errors then name
+    `name`) as float32 `[H, W]` (grey) or `[H, W, 3]` (colour) in [0, 1].
 
     Pillow reads it when installed (it comes with matplotlib); otherwise matplotlib's own reader,
     which handles PNG only. An alpha channel is dropped.
     """
+    if isinstance(path, bytes):
+        import io
+
+        source: Any = io.BytesIO(path)
+        name = name or "<image bytes>"
+    else:
+        source = path
     try:
         import PIL.Image  # noqa: F401
     except ImportError:
-        return _read_with_matplotlib(path)
-    return _read_with_pil(path)
+        return _read_with_matplotlib(source, name or path)
+    return _read_with_pil(source, name or path)
 
 
-def _read_with_pil(path: str | os.PathLike) -> np.ndarray:
+def _read_with_pil(path: Any, name: Any = None) -> np.ndarray:
     import warnings
 
     from PIL import Image, UnidentifiedImageError
@@ -103,10 +111,10 @@ def _read_with_pil(path: str | os.PathLike) -> np.ndarray:
         with img:
             return pil_array(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise TextCNNError(f"{path}: expected an image of at most {Image.MAX_IMAGE_PIXELS} pixels, "
+        raise TextCNNError(f"{name or path}: expected an image of at most {Image.MAX_IMAGE_PIXELS} pixels, "
                            f"got more ({err})") from None
     except (OSError, UnidentifiedImageError) as err:
-        raise TextCNNError(f"{path}: expected a readable image, got: {err}") from None
+        raise TextCNNError(f"{name or path}: expected a readable image, got: {err}") from None
 
 
 def pil_array(img: Any) -> np.ndarray:
@@ -122,13 +130,13 @@ def pil_array(img: Any) -> np.ndarray:
     return rgb
 
 
-def _read_with_matplotlib(path: str | os.PathLike) -> np.ndarray:
+def _read_with_matplotlib(path: Any, name: Any = None) -> np.ndarray:
     import matplotlib.image as mpimg
 
     try:
         array = np.asarray(mpimg.imread(path), dtype=np.float32)
     except (OSError, ValueError, SyntaxError) as err:
-        raise TextCNNError(f"{path}: expected a readable PNG image, got: {err}") from None
+        raise TextCNNError(f"{name or path}: expected a readable PNG image, got: {err}") from None
     if array.ndim == 3:
         array = array[..., 0] if array.shape[-1] == 2 else array[..., :3]  # drop alpha
     return array

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -394,16 +396,27 @@ def evaluate_image_model(model_dir: str | Path, data_spec: str | None = None) ->
     return _report(model, eval_data(meta, data_spec), meta)
 
 
+def image_tensor(image: str | os.PathLike | bytes | np.ndarray, *, name: str | None = None) -> Tensor:
+    """One image as a `[1, C, H, W]` float tensor in [0, 1]: an image file, the bytes of one
+    (errors name `name`), or an array `[H, W]` / `[H, W, C]` (uint8 0..255, or floats in [0, 1])."""
+    if isinstance(image, np.ndarray):
+        if image.ndim not in (2, 3) or image.ndim == 3 and image.shape[-1] not in (1, 3, 4):
+            raise TextCNNError(f"{name or 'image'}: expected an array [H, W] or [H, W, C] with C "
+                               f"1, 3 or 4, got shape {list(image.shape)}")
+        array = image.astype(np.float32) / (255.0 if image.dtype == np.uint8 else 1.0)
+        array = array[..., :3] if array.ndim == 3 and array.shape[-1] == 4 else array  # drop alpha
+    else:
+        if not isinstance(image, bytes) and not Path(image).is_file():
+            raise TextCNNError(f"{image}: expected an image file, found none")
+        array = read_image(image, name=name)
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    return tensor[None, None] if tensor.dim() == 2 else tensor.permute(2, 0, 1)[None]
+
+
 def image_probabilities(model: nn.Module, meta: dict[str, Any], paths: Sequence[str]) -> Tensor:
     """Softmax probabilities `[N, classes]` of image files, for a model and config.json from
     `load_image_model`."""
-    batch = []
-    for p in paths:
-        if not Path(p).is_file():
-            raise TextCNNError(f"{p}: expected an image file, found none")
-        array = torch.from_numpy(read_image(p))
-        image = array[None, None] if array.dim() == 2 else array.permute(2, 0, 1)[None]
-        batch.append(prepare(image, meta))
+    batch = [prepare(image_tensor(p), meta) for p in paths]
     if not batch:
         return torch.zeros(0, len(meta["classes"]))
     return class_probabilities(model, torch.cat(batch))
@@ -450,7 +463,7 @@ def visualize(model_dir: str | Path, out_dir: str | Path, *, data_spec: str | No
 
 __all__ = ["ImageDataSection", "ImageModelSection", "ImageRecipe", "ImageSplits", "channel_stats",
            "class_probabilities", "eval_data", "evaluate_image_model", "image_data_files",
-           "image_run_identity",
+           "image_run_identity", "image_tensor",
            "image_probabilities", "image_recipe", "load_image_model", "load_splits",
            "predict_image_stream", "predict_images",
            "prepare", "save_image_model", "saved_classes",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import datasets
 import pytest
+from tokenizers import normalizers
 
 from textcnn.core.errors import TextCNNError
 from textcnn.data import read_kim_file
@@ -43,6 +44,8 @@ TRICKY = [text for text, _ in CLEAN_CASES] + [
     "`back`ticks`",
     "x\u0301",
     "\U0001f600" * 3,
+    "two\nlines, one text\r\n",
+    "",
 ]
 
 
@@ -71,6 +74,25 @@ def test_rust_tokens_equal_clean_str_on_tricky_strings():
         assert [[vocab[i] for i in ids] for ids in encoded] == [
             clean_str(t, lowercase=lowercase).split() for t in TRICKY
         ]
+        assert encoded == _rust_ids(tok, TRICKY) == [tok.encode(t) for t in TRICKY]
+
+
+def _rust_ids(tok, texts):
+    """The ids of the Rust pipeline itself (`encode_batch` encodes Kim's in Python)."""
+    return [enc.ids for enc in tok.backend.encode_batch(list(texts), add_special_tokens=False)]
+
+
+def test_only_kims_exact_pipeline_is_encoded_in_python(tmp_path):
+    tok = WordTokenizer.train(TRICKY)
+    tok.save(tmp_path / "tokenizer.json")
+    loaded = WordTokenizer.from_file(tmp_path / "tokenizer.json")
+    assert tok._kim_lowercase is True and loaded._kim_lowercase is True
+    assert WordTokenizer.train(TRICKY, lowercase=False)._kim_lowercase is False
+    changed = WordTokenizer.train(TRICKY).backend
+    changed.normalizer = normalizers.Lowercase()  # another pipeline: the Rust one encodes it
+    other = WordTokenizer(changed)
+    assert other._kim_lowercase is None
+    assert other.encode_batch(TRICKY) == _rust_ids(other, TRICKY)
 
 
 def _ranked_words(token_lists):
@@ -98,11 +120,13 @@ def test_rust_tokens_equal_clean_str_on_benchmarks(shared_data, name, lowercase)
     assert [tok.tokens(t) for t in texts] == expected  # agreement 100%
     vocab = tok.vocab()
     assert [[vocab[i] for i in ids] for ids in tok.encode_batch(texts)] == expected
+    assert tok.encode_batch(texts) == _rust_ids(tok, texts)
     assert tok.unk_id not in {i for ids in tok.encode_batch(texts) for i in ids}
     assert vocab == _ranked_words([tok.tokens(t) for t in texts])  # counted text by text in Rust
     # the ids `train_encode` returns from its counting pass are the Rust pipeline's (with [UNK]s)
     rare, rare_ids = WordTokenizer.train_encode(texts, lowercase=lowercase, min_frequency=2)
-    assert rare_ids == rare.encode_batch(texts) and rare.unk_id in {i for ids in rare_ids for i in ids}
+    assert rare_ids == rare.encode_batch(texts) == _rust_ids(rare, texts)
+    assert rare.unk_id in {i for ids in rare_ids for i in ids}
     from_column = WordTokenizer.train(ds["text"], lowercase=lowercase)  # a datasets Column
     assert from_column.vocab() == vocab
     assert from_column.encode_batch(ds["text"][:50]) == tok.encode_batch(texts[:50])

@@ -16,6 +16,16 @@ import numpy as np
 from textcnn.core.errors import TextCNNError
 
 
+def probabilities(logits: np.ndarray, *, multi_label: bool = False) -> np.ndarray:
+    """Softmax over classes (sigmoid per class for multi-label) of logits [N, classes], as
+    float32; the NumPy form of what the torch models compute (exported graphs, the lean path)."""
+    logits = np.asarray(logits, dtype=np.float32)
+    if multi_label:
+        return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
 def check_probability(value: Any, *, name: str) -> float:
     """`value` as a float in [0, 1]; anything else is a one-line `TextCNNError` naming `name`."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
@@ -47,3 +57,18 @@ def labels_or_abstain(probs: np.ndarray, classes: Sequence[Any] | np.ndarray, *,
     out = np.asarray(classes, dtype=object)[top]
     out[probs[np.arange(len(probs)), top] < threshold] = abstain
     return out
+
+
+def predicted_labels(probs: np.ndarray, classes: Sequence[Any] | np.ndarray, *, threshold: Any = None,
+                     abstain: Any = None, multi_label: bool = False,
+                     model_threshold: float = 0.5) -> np.ndarray:
+    """A classifier's `predict` from its probabilities [N, classes]: the most probable class
+    (below `threshold`: `abstain`, as `labels_or_abstain`), or for a multi-label model a 0/1
+    matrix of the probabilities reaching `threshold` (default `model_threshold`)."""
+    threshold = check_decision(threshold=threshold, abstain=abstain, multi_label=multi_label)
+    probs = np.asarray(probs)
+    if multi_label:
+        return (probs >= (model_threshold if threshold is None else threshold)).astype(np.int64)
+    if threshold is None:
+        return np.asarray(classes)[probs.argmax(axis=1)]
+    return labels_or_abstain(probs, classes, threshold=threshold, abstain=abstain)

@@ -54,11 +54,13 @@ def _one_line(err: BaseException) -> str:
 
 
 def write_model_dir(path: str | os.PathLike, *, config: Mapping[str, Any],
-                    state: Mapping[str, torch.Tensor],
+                    state: Mapping[str, torch.Tensor] | None,
                     files: Mapping[str, FileContent] | None = None) -> Path:
-    """Write a model directory as a whole: `state` as model.safetensors, each of `files` (name ->
-    text, or a function writing the file at the path it is given) and `config` with `format` and
-    the `sha256` of every other file as config.json; then rename it into place.
+    """Write a model directory as a whole: `state` as model.safetensors (None: no such file, for
+    a model whose weights another of `files` holds, e.g. model.onnx), each of `files` (name ->
+    text, or a function writing the file at the path it is given, in the order given) and
+    `config` with `format` and the `sha256` of every other file as config.json; then rename it
+    into place.
 
     An existing directory at `path` is replaced only when it is empty or holds nothing but model
     files; anything else there is an error, so a user's folder is never swept away. A failed write
@@ -73,8 +75,9 @@ def write_model_dir(path: str | os.PathLike, *, config: Mapping[str, Any],
         _check_replaceable(target, {CONFIG, WEIGHTS, *extra})
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-        tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-        save_file(tensors, str(tmp / WEIGHTS))
+        if state is not None:
+            tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+            save_file(tensors, str(tmp / WEIGHTS))
         for name, content in extra.items():
             if isinstance(content, str):
                 (tmp / name).write_text(content, encoding="utf-8")
@@ -243,10 +246,10 @@ def _listed(items: list[str]) -> str:
 
 
 def open_model_dir(path: str | os.PathLike, *, kind: str | Iterable[str],
-                   keys: Iterable[str] = ()) -> ModelDir:
+                   keys: Iterable[str] = (), weights: str = WEIGHTS) -> ModelDir:
     """Read and check the config.json of model directory `path`: valid JSON, an object, a `kind`
-    among `kind`, a `format` this version reads, and every one of `keys`. Errors are one line
-    naming the file."""
+    among `kind`, a `format` this version reads, a recorded SHA-256 of the `weights` file, and
+    every one of `keys`. Errors are one line naming the file."""
     folder = Path(path)
     config_file = folder / CONFIG
     if not folder.is_dir():
@@ -271,8 +274,8 @@ def open_model_dir(path: str | os.PathLike, *, kind: str | Iterable[str],
     model_dir = ModelDir(folder, config)
     if found >= 2:
         sha = model_dir.get("sha256", dict)
-        if WEIGHTS not in sha:
-            raise TextCNNError(f"{config_file}: expected a SHA-256 of {WEIGHTS} in 'sha256', found none")
+        if weights not in sha:
+            raise TextCNNError(f"{config_file}: expected a SHA-256 of {weights} in 'sha256', found none")
     else:
         warnings.warn(f"{folder}: saved without checksums (format 1), so a corrupted file cannot "
                       "be detected; save the model again to add them", stacklevel=2)

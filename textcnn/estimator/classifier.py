@@ -28,7 +28,7 @@ from textcnn.core.errors import TextCNNError, check_classes
 from textcnn.core.metrics import selection_metrics
 from textcnn.core.splits import holdout_split
 from textcnn.data import LabelMap
-from textcnn.estimator.inference import MAX_TABLE_BYTES, class_scores, decide
+from textcnn.estimator.inference import MAX_TABLE_BYTES, SingleTextScorer, class_scores, decide
 from textcnn.estimator.params import OUT_DIR, with_parameters
 from textcnn.estimator.saving import jsonable_params, load_classifier, save_classifier
 from textcnn.model import KimCNN, KimCNNConfig
@@ -314,11 +314,40 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
             self.projected_ = ProjectedKimCNN(self.model_.eval())
         return self.projected_.to(device)
 
+    def _single_text_scorer(self, device: torch.device) -> SingleTextScorer | None:
+        """The lean path for one text (built once per fitted model), where the projection
+        tables are how this model predicts on the CPU; else None."""
+        if device.type != "cpu":
+            return None
+        cached = getattr(self, "_single_scorer", None)
+        if cached is not None and cached[0] is getattr(self, "projected_", None):
+            return cached[1]
+        projected = self._inference_model(device)
+        if not isinstance(projected, ProjectedKimCNN):
+            return None
+        if cached is None or cached[0] is not projected:
+            scorer = SingleTextScorer(projected, self.tokenizer_.encode, multi_label=self.multi_label)
+            self._single_scorer = cached = (projected, scorer)
+        return cached[1]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_single_scorer", None)  # rebuilt on the next single prediction
+        return state
+
     def predict_proba(self, X: Iterable[str]) -> np.ndarray:
-        """Class probabilities [n_texts, n_classes], columns in the order of `classes_`."""
+        """Class probabilities [n_texts, n_classes], columns in the order of `classes_`.
+
+        One text on the CPU takes the lean path (`SingleTextScorer`): the same probabilities
+        to float rounding, without torch's per-call overhead."""
         check_is_fitted(self, "model_")
-        ids = self.tokenizer_.encode_batch(_as_texts(X, "X"))
+        texts = _as_texts(X, "X")
         device = resolve_device(self.device)
+        if len(texts) == 1:
+            scorer = self._single_text_scorer(device)
+            if scorer is not None:
+                return scorer(texts[0])
+        ids = self.tokenizer_.encode_batch(texts)
         # the model stays on `device`, so that repeated calls do not copy it back and forth
         return class_scores(self._inference_model(device), ids, device, multi_label=self.multi_label)
 

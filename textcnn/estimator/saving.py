@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from textcnn.core.errors import TextCNNError
-from textcnn.core.modeldir import open_model_dir, write_model_dir
+from textcnn.core.modeldir import ModelDir, open_model_dir, write_model_dir
 from textcnn.data import LabelMap
 from textcnn.model import KimCNN, KimCNNConfig
 from textcnn.tokenizer import WordTokenizer
@@ -65,6 +65,18 @@ def load_classifier(cls: type[TextCNNClassifier], path: str | Path) -> TextCNNCl
         raise TextCNNError(f"{model_dir.config_file}: expected model.vocab_size and "
                            f"embedding_dim to match the embedding table of model.safetensors "
                            f"{list(table.shape)}, got {cfg.vocab_size} and {cfg.embedding_dim}")
+    tokenizer, label_map = read_tokenizer_and_labels(model_dir, cfg)
+    model = model_dir.build(lambda: KimCNN(cfg, vectors=torch.zeros(cfg.vocab_size, cfg.embedding_dim)))
+    clf.model_config_, clf.model_ = cfg, model_dir.load_into(model, state).eval()
+    clf.projected_ = None
+    clf.tokenizer_, clf.label_map_ = tokenizer, label_map
+    clf.classes_ = label_map.as_array()
+    return clf
+
+
+def read_tokenizer_and_labels(model_dir: ModelDir, cfg: KimCNNConfig) -> tuple[WordTokenizer, LabelMap]:
+    """The tokenizer.json and labels.json of a text model directory (or of its export), checked
+    against the model's shape in config.json; a bad one is a `TextCNNError` naming it."""
     labels = model_dir.read_json(LABELS)
     try:
         label_map = LabelMap.from_json(labels)
@@ -77,12 +89,7 @@ def load_classifier(cls: type[TextCNNClassifier], path: str | Path) -> TextCNNCl
     if tokenizer.vocab_size != cfg.vocab_size:
         raise TextCNNError(f"{model_dir.path / TOKENIZER}: expected {cfg.vocab_size} entries "
                            f"(model.vocab_size in config.json), got {tokenizer.vocab_size}")
-    model = model_dir.build(lambda: KimCNN(cfg, vectors=torch.zeros(cfg.vocab_size, cfg.embedding_dim)))
-    clf.model_config_, clf.model_ = cfg, model_dir.load_into(model, state).eval()
-    clf.projected_ = None
-    clf.tokenizer_, clf.label_map_ = tokenizer, label_map
-    clf.classes_ = label_map.as_array()
-    return clf
+    return tokenizer, label_map
 
 
 def jsonable_params(params: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,77 @@
+"""The lean path for one text (`SingleTextScorer`): the probabilities of the batched path
+(`class_scores` over the projection tables, and the plain convolutions) to float rounding."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from textcnn import TextCNNClassifier
+from textcnn.data import read_table
+from textcnn.estimator.inference import SingleTextScorer, class_scores
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def sample():
+    train = read_table(ROOT / "data" / "sample" / "train.csv")
+    return list(train["text"]), list(train["label"])
+
+
+def texts_for(clf: TextCNNClassifier) -> list[str]:
+    words = clf.tokenizer_.vocab()[2:]
+    return ["", "!", words[0], " ".join(words[:2]), "unseenword " * 3, " ".join(words[:300]),
+            "[PAD] and [UNK] are plain words here", *(" ".join(words[i:i + 3 + i % 20]) for i in range(0, 80, 7))]
+
+
+@pytest.mark.parametrize("settings", [dict(widths=(3, 4, 5)), dict(widths=(1,)), dict(widths=(2, 7), multi_label=True)])
+def test_one_text_gets_the_batched_probabilities(sample, settings):
+    X, y = sample
+    labels = [[label] for label in y] if settings.get("multi_label") else y
+    clf = TextCNNClassifier(maps=6, embedding_dim=12, epochs=2, seed=0, **settings).fit(X, labels)
+    texts = texts_for(clf)
+    batched = class_scores(clf.model_, clf.tokenizer_.encode_batch(texts), torch.device("cpu"),
+                           multi_label=clf.multi_label)  # the plain convolutions, in one batch
+    alone = np.vstack([clf.predict_proba([text]) for text in texts])
+    assert isinstance(clf._single_scorer[1], SingleTextScorer)  # the lean path answered
+    np.testing.assert_allclose(alone, batched, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(alone, clf.predict_proba(texts), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(np.concatenate([clf.predict([text]) for text in texts]), clf.predict(texts))
+
+
+def test_the_lean_path_follows_a_refit_and_the_plain_path_is_left_alone(sample):
+    X, y = sample
+    clf = TextCNNClassifier(maps=4, embedding_dim=8, epochs=1, seed=0).fit(X, y)
+    first = clf.predict_proba([X[0]])
+    clf.set_params(seed=1).fit(X, y)  # new weights: the scorer is rebuilt from the new tables
+    np.testing.assert_allclose(clf.predict_proba([X[0]]), clf.predict_proba(X[:2])[:1], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(first, clf.predict_proba([X[0]]))
+    plain = TextCNNClassifier(maps=4, embedding_dim=8, epochs=1, seed=0, fast=False).fit(X, y)
+    plain.predict_proba([X[0]])
+    assert getattr(plain, "_single_scorer", None) is None  # fast=False predicts with the convolutions
+
+
+def test_a_classifier_that_predicted_one_text_still_pickles(sample):
+    import pickle
+
+    X, y = sample
+    clf = TextCNNClassifier(maps=4, embedding_dim=8, epochs=1, seed=0).fit(X, y)
+    before = clf.predict_proba([X[3]])
+    copy = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_allclose(copy.predict_proba([X[3]]), before, rtol=1e-6)
+
+
+def test_the_scorer_reads_the_tables_in_place_or_copies_them(sample):
+    X, y = sample
+    clf = TextCNNClassifier(maps=4, embedding_dim=8, epochs=1, seed=0).fit(X, y)
+    clf.predict_proba([X[0]])
+    projected, in_place = clf._single_scorer
+    assert np.shares_memory(in_place.table, projected.table0.numpy())  # no second copy of the tables
+    for i in range(len(clf.widths)):  # tables that are not one block: the scorer copies them
+        setattr(projected, f"table{i}", getattr(projected, f"table{i}").clone())
+    copied = SingleTextScorer(projected, clf.tokenizer_.encode, multi_label=False)
+    assert not np.shares_memory(copied.table, projected.table0.numpy())
+    texts = texts_for(clf)
+    np.testing.assert_array_equal(np.vstack([copied(t) for t in texts]), np.vstack([in_place(t) for t in texts]))
