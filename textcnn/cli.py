@@ -163,7 +163,7 @@ def train(recipe: str, overrides: tuple[str, ...], out: str | None, device: str 
 @click.argument("model", type=click.Path(exists=True, file_okay=False))
 @click.option("--data", "data_file", help="Labelled file (any supported format); for an image model, "
               "an image folder or dataset [the test split of its own data].")
-@click.option("--format", "data_format", help="kim, sst, csv, tsv, json, jsonl or parquet [guessed].")
+@click.option("--format", "data_format", help="kim, sst, csv, tsv, json, jsonl, parquet, hub or folders [guessed].")
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--label-column", default="label", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
