@@ -33,7 +33,7 @@ UNK_TOKEN = "[UNK]"
 # The length policy (docs/documents.md: chosen on a dev split of 20 Newsgroups' training posts).
 # Sentences are far shorter than the cap, so Kim's benchmarks are never cut.
 Truncation = Literal["head", "tail", "head+tail", "none"]
-DEFAULT_MAX_TOKENS = 1000
+DEFAULT_MAX_TOKENS = 512
 DEFAULT_TRUNCATION: Truncation = "head"
 T = TypeVar("T")
 
