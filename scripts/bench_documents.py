@@ -162,6 +162,7 @@ def main() -> None:
         ft = FastText(threads=1).fit(*train)
         results["fasttext_train_seconds"] = round(time.perf_counter() - start, 1)
         ft_model = ft.model_  # timed as fastText is used: raw one-line text in, its own tokenizing
+        # a list of one: fasttext-wheel 0.9.2's single-string predict fails under NumPy 2
         ft_lines, ft_long = texts, long_doc
     else:
         results["fasttext"] = "not installed: pip install fasttext-wheel to compare"
@@ -175,7 +176,7 @@ def main() -> None:
         clf.set_params(max_tokens=512, truncation="head")
         if ft is not None:
             ft_batch.append(median_ms(lambda: ft_model.predict(ft_lines, k=1), 1))
-            ft_long_ms.append(median_ms(lambda: ft_model.predict(ft_long, k=1), 3))
+            ft_long_ms.append(median_ms(lambda: ft_model.predict([ft_long], k=1), 3))
     results["batch_docs_per_s"] = round(len(texts) / (statistics.median(batch) / 1000))
     results["long_ms"] = round(statistics.median(long_ms), 2)
     results["long_ms_truncation_none"] = round(statistics.median(long_none_ms), 2)

@@ -130,9 +130,17 @@ class ProjectedKimCNN(nn.Module):
         self.config = cfg
         with torch.no_grad():
             vectors = torch.cat([emb.weight for emb in model.embeddings], dim=-1)  # [V, C*D]
-            for i, table in enumerate(tap_tables(vectors, model)):
-                self.register_buffer(f"table{i}", table.contiguous())
-                self.register_buffer(f"bias{i}", model.convs[i].conv.bias.detach().clone())
+            rows = vectors.shape[0]
+            for i, block in enumerate(model.convs):
+                weight = block.conv.weight  # [maps, C*D, width]
+                # `tap_tables`' layout, written a tap at a time into the table itself: the peak is
+                # the tables, not three copies of them (a 80k-word vocabulary's are 390 MB)
+                table = vectors.new_empty(weight.shape[2] * rows + 1, weight.shape[0])
+                for k in range(weight.shape[2]):
+                    torch.matmul(vectors, weight[:, :, k].t(), out=table[k * rows:(k + 1) * rows])
+                table[-1] = float("-inf")
+                self.register_buffer(f"table{i}", table)
+                self.register_buffer(f"bias{i}", block.conv.bias.detach().clone())
             self.fc = nn.Linear(cfg.num_features, cfg.num_classes)
             self.fc.load_state_dict(model.fc.state_dict())
         self.eval()
