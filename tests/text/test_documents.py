@@ -192,3 +192,23 @@ def test_the_shared_20ng_copy_reads_the_same_from_archive_and_folders(shared_dat
     folders = read_folders(tmp_path / NEWSGROUPS_SPLITS[1], encoding="latin-1")
     assert folders["text"] == read[NEWSGROUPS_SPLITS[1]]["text"]
     assert folders["label"] == read[NEWSGROUPS_SPLITS[1]]["label"]
+
+
+def test_the_20ng_recipe_points_at_your_own_folders_with_set(tmp_path):
+    """recipes/docs/20ng.yaml's comment: `--set data.dataset=null --set data.train=... --set
+    data.test=...` makes every run of it read the user's folders, with the recipe's defaults."""
+    from textcnn.batch_runner import plan_runs
+
+    write_tree(tmp_path / "train", DOCS)
+    write_tree(tmp_path / "test", TEST_DOCS)
+    repo = Path(__file__).resolve().parents[2]
+    runs = plan_runs([repo / "recipes" / "docs" / "20ng.yaml"],
+                     overrides=["data.dataset=null", f"data.train={tmp_path / 'train'}",
+                                f"data.test={tmp_path / 'test'}", "data.encoding=latin-1"])
+    assert len(runs) >= 11  # every CNN seed and the baselines (fastText where it is installed)
+    for run in runs:
+        checked = run.checked()
+        assert checked.data.dataset is None and not cross_validated(checked.data)
+        assert (checked.tokenizer.max_tokens, checked.tokenizer.truncation) == (512, "head")
+    splits = recipe_splits(runs[0].checked().data, seed=0)
+    assert splits.train == expected(DOCS) and splits.test == expected(TEST_DOCS)
