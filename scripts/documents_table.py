@@ -73,8 +73,15 @@ def main() -> None:
         lines.append("| " + " | ".join(cells) + " |")
     missing = [f"{name}/{key}" for key in recipe["expand"]["model"] if f"{name}/{key}" not in done]
     if missing:
-        lines += ["", "Not run yet (the recipe's other runs; `textcnn batch recipes/docs` with the same "
-                  "`--out` runs them): " + ", ".join(f"`{m}`" for m in missing) + "."]
+        lines += ["", "No row yet (`textcnn batch recipes/docs` with the same `--out` runs or resumes "
+                  "them): " + ", ".join(f"`{m}`" for m in missing) + "."]
+        partial = [(m, epochs(batch / "runs" / m)) for m in missing]
+        partial = [(m, h) for m, h in partial if h]
+        if partial:  # interrupted runs: their dev curves so far (no test figure until they finish)
+            lines += ["", "| unfinished run | epochs done | dev accuracy by epoch | seconds per epoch |",
+                      "|---|---|---|---|"]
+            lines += [f"| {m} | {len(h)} | " + ", ".join(f"{100 * e['dev_accuracy']:.1f}" for e in h)
+                      + " | " + ", ".join(f"{e['seconds']:.0f}" for e in h) + " |" for m, h in partial]
 
     doc = REPO / "docs" / "documents.md"
     text = doc.read_text()
