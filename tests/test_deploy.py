@@ -21,7 +21,9 @@ from textcnn.onnx import OnnxClassifier, export_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDTHS = (2, 3, 5)  # the widest filter is 5 words
-SMALL = dict(maps=4, embedding_dim=8, widths=WIDTHS, epochs=1, batch_size=25, seed=0)
+# every word kept, so that the graph itself sees the 5,000-word probe (the cut is tested apart)
+SMALL = dict(maps=4, embedding_dim=8, widths=WIDTHS, epochs=1, batch_size=25, seed=0,
+             max_tokens=None, truncation="none")
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +47,18 @@ def probe_texts(words: list[str]) -> list[str]:
     """Texts of 0, 1, 3 (< the widest filter) and 5,000 of `words`, and 60 shorter ones."""
     long = " ".join(words[i % len(words)] for i in range(5000))
     return ["", words[0], " ".join(words[:3]), long] + [" ".join(words[i:i + 1 + i % 12]) for i in range(60)]
+
+
+def test_an_exported_model_cuts_long_texts_as_the_model_does(sample, tmp_path):
+    X, y = sample
+    clf = TextCNNClassifier(**{**SMALL, "max_tokens": 7, "truncation": "head+tail"}).fit(X, y)
+    clf.save(tmp_path / "model")
+    export_model(tmp_path / "model", tmp_path / "onnx")
+    words = clf.tokenizer_.vocab()[2:40]
+    long, kept = " ".join(words), " ".join(words[:4] + words[-3:])  # head+tail of 7: 4 first, 3 last
+    onnx_clf = OnnxClassifier(tmp_path / "onnx")
+    np.testing.assert_allclose(onnx_clf.predict_proba([long]), onnx_clf.predict_proba([kept]), atol=1e-6)
+    np.testing.assert_allclose(onnx_clf.predict_proba([long, kept]), clf.predict_proba([long, kept]), atol=1e-5)
 
 
 @pytest.mark.parametrize("variant", ["rand", "static", "non-static", "multichannel"])

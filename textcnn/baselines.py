@@ -1,9 +1,12 @@
-"""The two bag-of-n-grams baselines of Kim's Table 2 batch, as scikit-learn estimators on raw texts.
+"""The bag-of-n-grams baselines of Kim's Table 2 batch and of the 20 Newsgroups table, as
+scikit-learn estimators on raw texts.
 
 - `tfidf-logreg`: TF-IDF of uni- and bigrams (sublinear tf) and a logistic regression.
-- `nbsvm`: NB-SVM of Wang & Manning (2012), "Baselines and Bigrams" (NBSVM-bi in Kim's Table 2).
+- `nbsvm`: NB-SVM of Wang & Manning (2012), "Baselines and Bigrams" (NBSVM-bi in Kim's Table 2);
+  one-vs-rest for more than two classes (20 Newsgroups).
+- `fasttext`: fastText with bigrams, an optional baseline when the `fasttext` package is installed.
 
-Both tokenize on whitespace: the benchmark files are already tokenized, and scikit-learn's default
+TF-IDF+LR and NB-SVM tokenize on whitespace: the benchmark files are already tokenized, and scikit-learn's default
 pattern would drop one-letter words and punctuation ("!", "?", "n't" survive here).
 
 Settings are fixed, not tuned per run, so model selection never sees test data. They were chosen
@@ -91,7 +94,17 @@ def _texts(X: Any, who: str) -> list[str]:
     return texts
 
 
-class NBSVM(ClassifierMixin, BaseEstimator):
+class TextBaseline(ClassifierMixin, BaseEstimator):
+    """A scikit-learn classifier of raw texts (a list of strings, not a 2-d array)."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        return tags
+
+
+class NBSVM(TextBaseline):
     """NB-SVM (Wang & Manning, 2012) on raw texts: an SVM on binarized n-grams scaled by NB ratios.
 
     Per binary problem: binarized n-gram features f, the log-count ratio r (`log_count_ratio`,
@@ -117,12 +130,6 @@ class NBSVM(ClassifierMixin, BaseEstimator):
         self.lowercase = lowercase
         self.max_iter = max_iter
         self.random_state = random_state
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.input_tags.string = True
-        return tags
 
     def _features(self, X: Any, who: str) -> sp.csr_matrix:
         return self.vectorizer_.transform(_texts(X, who)).tocsr()
@@ -172,6 +179,83 @@ class NBSVM(ClassifierMixin, BaseEstimator):
         return self.classes_[ids]
 
 
+class FastText(TextBaseline):
+    """fastText (Joulin et al., 2017, "Bag of Tricks for Efficient Text Classification") on raw
+    texts, when the `fasttext` package is installed (it is never a dependency of this project).
+
+    Texts are tokenized as the CNN's are (`kim_words`: Kim's rules, lower-cased), one line each.
+    The settings are the paper's for its text-classification tables with bigrams (10 hidden
+    units there; fastText's default of 100 here), fixed, not tuned on any test data: `epoch` 5,
+    `lr` 0.1 (fastText's defaults), `word_ngrams` 2, one thread per run as the CNN's table runs.
+    """
+
+    def __init__(self, *, dim: int = 100, epoch: int = 5, lr: float = 0.1, word_ngrams: int = 2,
+                 min_count: int = 1, threads: int = 1, seed: int = 0) -> None:
+        self.dim = dim
+        self.epoch = epoch
+        self.lr = lr
+        self.word_ngrams = word_ngrams
+        self.min_count = min_count
+        self.threads = threads
+        self.seed = seed
+
+    @staticmethod
+    def line(text: str) -> str:
+        """A text as fastText reads it: Kim's words, lower-cased, on one line."""
+        from textcnn.tokenizer import kim_words
+
+        return " ".join(kim_words(text))
+
+    def fit(self, X: Iterable[str], y: Iterable[Any]) -> FastText:
+        """Fit on texts `X` and labels `y` (written to a temporary training file, as fastText reads)."""
+        import tempfile
+
+        fasttext = fasttext_module()
+        texts = _texts(X, "FastText.fit")
+        labels = np.asarray(list(y))
+        self.classes_, y_idx = np.unique(labels, return_inverse=True)
+        check_classes(self.classes_.tolist(), source="FastText.fit")
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", encoding="utf-8") as f:
+            for text, label in zip(texts, y_idx):
+                f.write(f"__label__{label} {self.line(text)}\n")
+            f.flush()
+            self.model_ = fasttext.train_supervised(
+                input=f.name, dim=self.dim, epoch=self.epoch, lr=self.lr, wordNgrams=self.word_ngrams,
+                minCount=self.min_count, thread=self.threads, seed=self.seed, verbose=0)
+        return self
+
+    def predict(self, X: Iterable[str]) -> np.ndarray:
+        """The predicted label of each text."""
+        check_is_fitted(self, "model_")
+        lines = [self.line(t) for t in _texts(X, "FastText.predict")]
+        found, _ = self.model_.predict(lines, k=1)
+        return self.classes_[[int(labels[0].removeprefix("__label__")) for labels in found]]
+
+
+def fasttext_module() -> Any:
+    """The `fasttext` package, or a one-line `TextCNNError` saying it is not installed."""
+    try:
+        import fasttext
+    except ImportError:
+        raise TextCNNError("model.arch: fasttext needs the fasttext package (pip install fasttext-wheel), "
+                           "which is not installed; it is an optional baseline") from None
+    return fasttext
+
+
+def baseline_available(name: str) -> bool:
+    """Whether baseline `name` can run here (fasttext needs its package; the others always can)."""
+    if name != "fasttext":
+        return True
+    import importlib.util
+
+    return importlib.util.find_spec("fasttext") is not None
+
+
+def make_fasttext(*, seed: int = 0, **params: Any) -> FastText:
+    """fastText with the settings of `FastText`; `params` override."""
+    return FastText(seed=seed, **params)
+
+
 def make_nbsvm(*, seed: int = 0, **params: Any) -> NBSVM:
     """NB-SVM with the paper's settings (C=1, beta=0.25, alpha=1, uni+bigrams); `params` override."""
     return NBSVM(random_state=seed, **params)
@@ -180,11 +264,13 @@ def make_nbsvm(*, seed: int = 0, **params: Any) -> NBSVM:
 BASELINES: dict[str, Callable[..., BaseEstimator]] = {
     "tfidf-logreg": make_tfidf_logreg,
     "nbsvm": make_nbsvm,
+    "fasttext": make_fasttext,
 }
 
 
 def make_baseline(name: str, *, seed: int, **params: Any) -> BaseEstimator:
-    """A fresh, unfitted baseline by name ('tfidf-logreg' or 'nbsvm'); it fits on texts and labels."""
+    """A fresh, unfitted baseline by name ('tfidf-logreg', 'nbsvm' or 'fasttext'); it fits on texts
+    and labels."""
     # resolve() spells names with '_' for '-'; both spellings are accepted.
     table = {key.replace("-", "_"): build for key, build in BASELINES.items()}
     if not isinstance(name, str):

@@ -217,7 +217,7 @@ def _launch_train(recipe: str, sets: list[str], *, nproc: int, out_dir: str | No
 @click.argument("model", type=click.Path(exists=True, file_okay=False))
 @click.option("--data", "data_file", help="Labelled file (any supported format); for an image model, "
               "an image folder or dataset [the test split of its own data].")
-@click.option("--format", "data_format", help="kim, sst, csv, tsv, json, jsonl or parquet [guessed].")
+@click.option("--format", "data_format", help="kim, sst, csv, tsv, json, jsonl, parquet, hub or folders [guessed].")
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--label-column", default="label", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -491,14 +491,15 @@ def data() -> None:
 
 
 @data.command("fetch", context_settings=CONTEXT)
-@click.argument("name", type=click.Choice(["kim2014", "sst"]))
+@click.argument("name", type=click.Choice(["kim2014", "sst", "20ng"]))
 @click.option("--dest", type=click.Path(file_okay=False),
-              help="Where the files go [data/kim2014 or data/sst].")
+              help="Where the files go [data/kim2014, data/sst or data/20ng].")
 @click.option("--from", "source", metavar="DIR_OR_URL",
               help="A local mirror (folder or zip) or a base URL instead of the public address.")
 @user_errors
 def fetch_command(name: str, dest: str | None, source: str | None) -> None:
-    """Fetch the NAME files (kim2014: Kim's 12 files; sst: the SST trees) and verify them.
+    """Fetch the NAME files (kim2014: Kim's 12 files; sst: the SST trees; 20ng: 20 Newsgroups'
+    by-date archive, unpacked beside it) and verify them.
 
     Files already present with the right checksum are kept.
 
@@ -506,11 +507,13 @@ def fetch_command(name: str, dest: str | None, source: str | None) -> None:
     Example:
       textcnn data fetch kim2014 --dest data/kim2014 --from ../shared/data/kim2014
       textcnn data fetch sst --dest data/sst
+      textcnn data fetch 20ng --dest data/20ng --from ../shared/data/20news
     """
     from textcnn.fetch import fetch
 
     report = fetch(name, dest=dest or Path("data") / name, source=source, progress=progress_bars())
-    click.echo(f"{name}: {len(report.fetched)} fetched, {len(report.skipped)} already in place, "
+    unpacked = f", {len(report.extracted)} folders unpacked" if report.extracted else ""
+    click.echo(f"{name}: {len(report.fetched)} fetched, {len(report.skipped)} already in place{unpacked}, "
                f"in {report.dest}")
 
 

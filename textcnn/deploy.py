@@ -74,13 +74,16 @@ class OnnxTextScorer:
         self.classes = self.label_map.as_array()
         self.multi_label = bool(params.get("multi_label", False))
         self.threshold = float(params.get("threshold", 0.5))
+        # the length policy the model was trained with (absent in models from before it: no cut)
+        self.max_tokens, self.truncation = params.get("max_tokens"), params.get("truncation", "none")
         self.pad_id = cfg.pad_id
         self.graph = OnnxGraph(model_dir, int8=int8, threads=threads)
 
     def predict_proba(self, texts: Iterable[str]) -> np.ndarray:
         """Probabilities [n_texts, n_classes] (softmax, or sigmoid for multi-label), in batches of
         at most INFERENCE_TOKENS padded tokens, as the torch model predicts them."""
-        ids = self.tokenizer.encode_batch(_as_texts(texts, "X"))
+        ids = self.tokenizer.encode_batch(_as_texts(texts, "X"), max_tokens=self.max_tokens,
+                                          truncation=self.truncation)
         out = np.zeros((len(ids), len(self.classes)), dtype=np.float32)
         for idx in token_budget_batches([len(s) for s in ids], max_tokens=INFERENCE_TOKENS,
                                         max_count=INFERENCE_BATCH):

@@ -1,4 +1,5 @@
-"""Fetching the benchmark files: Kim's `kim2014` set and the SST trees, checked by SHA-256.
+"""Fetching the benchmark files: Kim's `kim2014` set, the SST trees and 20 Newsgroups' by-date
+archive (`20ng`), checked by SHA-256.
 
 Each file is taken from one place: a local folder or zip (`source`), a mirror URL (`source`
 starting with http:// or https://), or, when `source` is None, the public address. A file
@@ -12,6 +13,11 @@ file's size, a zip member's header) above it is refused before a byte is read. A
 is capped at the sizes of the files it holds plus `ZIP_SLACK`. A zip member with an absolute
 path or `..` is never extracted; a member is only ever written to `dest/<its file name>`.
 
+An archive a set unpacks (20ng's `.tar.gz`) is extracted only after its checksum matched, into a
+temporary folder beside the destination and then moved into place: every member must be a plain
+file or folder with a relative path and no `..` (no links, devices or absolute paths; tarfile's
+`data` filter as well), and the members' sizes together are capped (`FileSet.extracted_bytes`).
+
 Failures (host unreachable, HTTP errors, a checksum mismatch, a file absent from the source) do
 not stop the other files: they are collected, and one `FetchError` at the end names the missing
 files, why each is missing, and how to place them by hand. What was fetched stays.
@@ -23,6 +29,8 @@ import hashlib
 import http.client
 import os
 import re
+import shutil
+import tarfile
 import tempfile
 import urllib.error
 import urllib.parse
@@ -85,6 +93,16 @@ KIM2014_SIZES: dict[str, int] = {
 }
 SST_SIZES: dict[str, int] = {"train.txt": 2160058, "dev.txt": 280825, "test.txt": 559614}
 
+# 20 Newsgroups, by-date split, as listed in shared/data/20news/README.md: the canonical archive
+# (scikit-learn's `fetch_20newsgroups` address, whose last path part is not the file name) and the
+# checksum of that folder's repack of the same posts, also accepted (it is read the same way).
+NEWSGROUPS_URL = "https://ndownloader.figshare.com/files/5975967"
+NEWSGROUPS_SHA256 = {"20news-bydate.tar.gz": "8f1b2514ca22a5ade8fbb9cfa5727df95fa587f4c87b786e15c759fa66d95610"}
+NEWSGROUPS_REPACKS = {"20news-bydate.tar.gz": ("ec9718291a8c474006726dd6f7e0d799b3c053f7e58b9b724cc856de8fd74952",)}
+# Both archives are about 14.5 MB; their 18,846 posts unpack to about 36 MB.
+NEWSGROUPS_SIZES = {"20news-bydate.tar.gz": 16 << 20}
+NEWSGROUPS_EXTRACTED_BYTES = 64 << 20
+
 CHUNK = 1 << 20
 DEFAULT_TIMEOUT = 60.0
 ZIP_SLACK = 1 << 20  # a downloaded zip may exceed its members' sizes by this (headers, other files)
@@ -101,6 +119,14 @@ class FileSet:
     public_is_zip: bool
     subdirs: tuple[str, ...]  # where a local copy of the upstream layout keeps the files
     manual: str  # how to place the files by hand; `{dest}` is filled in
+    urls: dict[str, str] = field(default_factory=dict)  # a file's public address, where not public/<file>
+    also_accepted: dict[str, tuple[str, ...]] = field(default_factory=dict)  # other known SHA-256 of a file
+    extract: tuple[str, ...] = ()  # .tar.gz files unpacked into dest once in place
+    extracted_bytes: int = 0  # the most an archive of `extract` may unpack to, its members' sizes summed
+
+    def accepted(self, file: str) -> tuple[str, ...]:
+        """The SHA-256 digests a copy of `file` may have: the published one, then known repacks."""
+        return (self.sha256[file], *self.also_accepted.get(file, ()))
 
 
 FILESETS: dict[str, FileSet] = {
@@ -111,6 +137,12 @@ FILESETS: dict[str, FileSet] = {
     "sst": FileSet(
         "sst", SST_SHA256, SST_SIZES, SST_ZIP_URL, public_is_zip=True, subdirs=("trees",),
         manual=f"download {SST_ZIP_URL} and copy the missing files from its trees/ folder into {{dest}}",
+    ),
+    "20ng": FileSet(
+        "20ng", NEWSGROUPS_SHA256, NEWSGROUPS_SIZES, NEWSGROUPS_URL, public_is_zip=False, subdirs=(),
+        manual=f"download {NEWSGROUPS_URL} as {{dest}}/20news-bydate.tar.gz",
+        urls={"20news-bydate.tar.gz": NEWSGROUPS_URL}, also_accepted=NEWSGROUPS_REPACKS,
+        extract=("20news-bydate.tar.gz",), extracted_bytes=NEWSGROUPS_EXTRACTED_BYTES,
     ),
 }
 
@@ -124,6 +156,7 @@ class FetchReport:
     fetched: list[str] = field(default_factory=list)  # placed by this call, checksum verified
     skipped: list[str] = field(default_factory=list)  # already present with the right checksum
     missing: dict[str, str] = field(default_factory=dict)  # file -> why it could not be placed
+    extracted: list[str] = field(default_factory=list)  # folders unpacked from an archive by this call
 
     @property
     def ok(self) -> bool:
@@ -148,7 +181,7 @@ class _Refused(Exception):
 
 
 def get_fileset(name: str) -> FileSet:
-    """The file set called `name` ('kim2014' or 'sst'), with a hint for typos."""
+    """The file set called `name` ('kim2014', 'sst' or '20ng'), with a hint for typos."""
     if name not in FILESETS:
         raise TextCNNError(f"data set to fetch: expected one of {', '.join(FILESETS)}, got "
                            f"'{name}'{did_you_mean(name, FILESETS)}")
@@ -160,12 +193,12 @@ def verify(name: str, dest: str | os.PathLike) -> dict[str, str]:
     fileset = get_fileset(name)
     dest = Path(dest)
     status = {}
-    for file, expected in fileset.sha256.items():
+    for file in fileset.sha256:
         path = dest / file
         if not path.is_file():
             status[file] = "missing"
         else:
-            status[file] = "ok" if sha256_file(path) == expected else "mismatch"
+            status[file] = "ok" if sha256_file(path) in fileset.accepted(file) else "mismatch"
     return status
 
 
@@ -199,18 +232,18 @@ def _copy(stream: BinaryIO, out: BinaryIO, *, desc: str, total: int | None, limi
     return digest.hexdigest()
 
 
-def _place(stream: BinaryIO, target: Path, expected: str, *, origin: str, total: int | None,
+def _place(stream: BinaryIO, target: Path, expected: tuple[str, ...], *, origin: str, total: int | None,
            limit: int, progress: bool) -> None:
     """Stream into a temporary file beside `target`; rename it over `target` only if it hashes
-    right. More than `limit` bytes stop the copy; the temporary file is removed."""
+    to one of `expected`. More than `limit` bytes stop the copy; the temporary file is removed."""
     _check_size(total, limit, origin)
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as out:
             got = _copy(stream, out, desc=target.name, total=total, limit=limit, origin=origin,
                         progress=progress)
-        if got != expected:
-            raise _ChecksumMismatch(f"SHA-256 of the copy from {origin}: expected {expected}, "
+        if got not in expected:
+            raise _ChecksumMismatch(f"SHA-256 of the copy from {origin}: expected {' or '.join(expected)}, "
                                     f"got {got}")
 
     atomic_write(target, write)  # removes the temporary file when `write` raises
@@ -277,7 +310,7 @@ def _from_zip(archive_path: Path, where: str, fileset: FileSet, progress: bool) 
             origin, size = f"{where}:{member}", archive.getinfo(member).file_size
             _check_size(size, fileset.sizes[file], origin)  # before the member is opened
             with archive.open(member) as stream:
-                _place(stream, target, fileset.sha256[file], origin=origin, total=size,
+                _place(stream, target, fileset.accepted(file), origin=origin, total=size,
                        limit=fileset.sizes[file], progress=progress)
 
     return place
@@ -291,7 +324,7 @@ def _from_dir(root: Path, fileset: FileSet, progress: bool) -> Placer:
             path = root / sub / file
             if path.is_file():
                 with open(path, "rb") as stream:
-                    _place(stream, target, fileset.sha256[file], origin=str(path),
+                    _place(stream, target, fileset.accepted(file), origin=str(path),
                            total=path.stat().st_size, limit=fileset.sizes[file], progress=progress)
                 return
         for archive in zips:
@@ -306,11 +339,13 @@ def _from_dir(root: Path, fileset: FileSet, progress: bool) -> Placer:
     return place
 
 
-def _from_url_base(base: str, fileset: FileSet, timeout: float, progress: bool) -> Placer:
+def _from_url_base(base: str, fileset: FileSet, timeout: float, progress: bool, *,
+                   urls: dict[str, str] | None = None) -> Placer:
+    """Each file from base/<file>, or from its own address in `urls`."""
     def place(file: str, target: Path) -> None:
-        url = f"{base.rstrip('/')}/{urllib.parse.quote(file)}"
+        url = (urls or {}).get(file) or f"{base.rstrip('/')}/{urllib.parse.quote(file)}"
         with _download(url, timeout) as (response, length):
-            _place(response, target, fileset.sha256[file], origin=url, total=length,
+            _place(response, target, fileset.accepted(file), origin=url, total=length,
                    limit=fileset.sizes[file], progress=progress)
 
     return place
@@ -345,7 +380,9 @@ def _is_url(source: str) -> bool:
 
 def fetch(name: str, *, dest: str | os.PathLike, source: str | os.PathLike | None = None,
           progress: bool = True, timeout: float = DEFAULT_TIMEOUT) -> FetchReport:
-    """Place the files of set `name` ('kim2014' or 'sst') in `dest`, each checked by SHA-256.
+    """Place the files of set `name` ('kim2014', 'sst' or '20ng') in `dest`, each checked by SHA-256
+    (20ng: the canonical archive's, or that of the known repack of the same posts), and unpack
+    the archives the set extracts (20ng: its train and test folders, see `_unpack`).
 
     `source`: a local folder (files at source/<file>, in the upstream sub-folder such as
     source/trees/<file>, or inside a zip in the folder), a local zip, an http(s) base URL
@@ -362,9 +399,9 @@ def fetch(name: str, *, dest: str | os.PathLike, source: str | os.PathLike | Non
         raise TextCNNError(f"{dest}: expected a folder to fetch {name} into, got a file")
     report = FetchReport(name=name, dest=dest)
     todo = []
-    for file, expected in fileset.sha256.items():
+    for file in fileset.sha256:
         path = dest / file
-        if path.is_file() and sha256_file(path) == expected:
+        if path.is_file() and sha256_file(path) in fileset.accepted(file):
             report.skipped.append(file)
         else:
             todo.append(file)
@@ -372,6 +409,8 @@ def fetch(name: str, *, dest: str | os.PathLike, source: str | os.PathLike | Non
         _fetch_files(fileset, todo, dest, source, report, progress=progress, timeout=timeout)
     if report.missing:
         raise FetchError(_missing_message(fileset, report), report)
+    for archive in fileset.extract:
+        _unpack(dest / archive, dest, fileset, report, fresh=archive in report.fetched)
     return report
 
 
@@ -391,7 +430,8 @@ def _fetch_files(fileset: FileSet, todo: list[str], dest: Path, source: str | os
     url = str(source) if source is not None else fileset.public
     is_zip = fileset.public_is_zip if source is None else url.lower().endswith(".zip")
     if not is_zip:
-        _run(_from_url_base(url, fileset, timeout, progress), todo, dest, report)
+        urls = fileset.urls if source is None else None
+        _run(_from_url_base(url, fileset, timeout, progress, urls=urls), todo, dest, report)
         return
     limit = sum(fileset.sizes.values()) + ZIP_SLACK
     try:
@@ -400,6 +440,49 @@ def _fetch_files(fileset: FileSet, todo: list[str], dest: Path, source: str | os
     except (_Unavailable, _Refused) as err:
         for file in todo:
             report.missing.setdefault(file, str(err))
+
+
+def _safe_members(tar: tarfile.TarFile, where: str, limit: int) -> list[tarfile.TarInfo]:
+    """Every member of `tar`, checked: a plain file or folder, a relative path without `..`, and
+    sizes that sum to at most `limit`; anything else is refused before a byte is written."""
+    members, total = [], 0
+    for member in tar:
+        if _unsafe_member(member.name):
+            raise _Refused(f"{where}: member {member.name!r} has an absolute path or '..'; not extracted")
+        if not (member.isfile() or member.isdir()):
+            raise _Refused(f"{where}: member {member.name!r} is a link or special file; not extracted")
+        total += member.size
+        if total > limit:
+            raise _Refused(f"{where}: its members unpack to more than the {limit} bytes expected; "
+                           "not extracted")
+        members.append(member)
+    return members
+
+
+def _unpack(archive: Path, dest: Path, fileset: FileSet, report: FetchReport, *, fresh: bool) -> None:
+    """Unpack the `.tar.gz` `archive` (in place, checksum verified) into `dest`: into a temporary
+    folder first, then each top-level folder moved into place, replacing an older one. Skipped
+    when every top-level folder is there already and the archive was not fetched anew. A refused
+    member is one `TextCNNError`; nothing of the archive is then unpacked, and the archive stays."""
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            members = _safe_members(tar, str(archive), fileset.extracted_bytes)
+            tops = sorted({PurePosixPath(m.name).parts[0] for m in members if PurePosixPath(m.name).parts})
+            if not fresh and tops and all((dest / top).is_dir() for top in tops):
+                return
+            with tempfile.TemporaryDirectory(prefix=".extract.", dir=dest) as tmp:
+                # tarfile's own `data` filter as a second guard where this Python has it
+                options = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+                tar.extractall(tmp, members=members, **options)
+                for top in tops:
+                    target = dest / top
+                    if target.exists():
+                        shutil.rmtree(target)
+                    os.replace(Path(tmp) / top, target)
+                    report.extracted.append(top)
+    except (_Refused, tarfile.TarError, EOFError, OSError) as err:
+        raise TextCNNError(f"fetch {fileset.name}: {archive} is in place (checksum verified) but was not "
+                           f"unpacked: {err}") from None
 
 
 def _run(place: Placer, todo: list[str], dest: Path, report: FetchReport) -> None:

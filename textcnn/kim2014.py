@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from textcnn.core.errors import TextCNNError, did_you_mean
-from textcnn.core.splits import kfold_splits
 from textcnn.data import read_kim_file, read_sst_trees
-from textcnn.data.splits import TextSplits, examples
+from textcnn.data.splits import TextSplits, cv_fold, examples
+from textcnn.documents import DOCUMENT_DATASETS
 from textcnn.recipe import DataSection, TextRecipe, default_data_dir
 
 
@@ -62,7 +62,7 @@ def model_label(recipe: TextRecipe) -> str:
     """The table row a run belongs to, e.g. 'CNN-static (word2vec)' or 'NBSVM'."""
     arch = recipe.model.arch
     if arch != "kim-cnn":
-        return {"nbsvm": "NBSVM", "tfidf-logreg": "TF-IDF+LR"}[arch]
+        return {"nbsvm": "NBSVM", "tfidf-logreg": "TF-IDF+LR", "fasttext": "fastText"}[arch]
     label = f"CNN-{recipe.model.variant}"
     if recipe.model.variant != "rand":
         source = recipe.embeddings.path or "?"
@@ -79,7 +79,7 @@ def get_benchmark(name: str) -> Benchmark:
     """Look a benchmark up by name, with a hint for typos."""
     key = name.lower().replace("-", "")
     if key not in BENCHMARKS:
-        raise TextCNNError(f"data.dataset: expected one of {', '.join(BENCHMARKS)}, got '{name}'"
+        raise TextCNNError(f"data.dataset: expected one of {', '.join((*BENCHMARKS, *DOCUMENT_DATASETS))}, got '{name}'"
                            f"{did_you_mean(key, BENCHMARKS)}")
     return BENCHMARKS[key]
 
@@ -121,12 +121,8 @@ def benchmark_splits(section: DataSection, *, seed: int) -> TextSplits:
     if bench.cv:
         texts, labels = examples(read_kim_file(files[0]))
         split_seed = seed if section.split_seed is None else section.split_seed
-        folds = kfold_splits(labels, n_folds=section.folds, seed=split_seed)
-        if not 0 <= section.fold < len(folds):
-            raise TextCNNError(f"data.fold: expected 0..{len(folds) - 1}, got {section.fold}")
-        train_idx, test_idx = folds[section.fold]
-        pick = lambda idx: ([texts[i] for i in idx], [labels[i] for i in idx])  # noqa: E731
-        return TextSplits(pick(train_idx), None, pick(test_idx))
+        train, test = cv_fold(texts, labels, folds=section.folds, fold=section.fold, seed=split_seed)
+        return TextSplits(train, None, test)
     loaded = [examples(read_kim_file(f)) for f in files]
     if len(loaded) == 3:
         return TextSplits(*loaded)

@@ -25,10 +25,16 @@ from textcnn.core.rundir import (
     run_identity,
 )
 from textcnn.core.streaming import Prediction, chunked, ranked_predictions
-from textcnn.data import LabelMap, load_data
+from textcnn.data import LabelMap, detect_format, load_data
 from textcnn.data.splits import Examples, TextSplits, examples
+from textcnn.documents import (
+    folder_splits,
+    is_document_dataset,
+    newsgroups_files,
+    newsgroups_splits,
+)
 from textcnn.estimator import TextCNNClassifier
-from textcnn.kim2014 import benchmark_files, benchmark_splits
+from textcnn.kim2014 import benchmark_files, benchmark_splits, get_benchmark
 from textcnn.recipe import DataSection, TextRecipe, text_recipe
 from textcnn.vectors import vectors_path
 
@@ -36,12 +42,19 @@ from textcnn.vectors import vectors_path
 
 
 def recipe_splits(section: DataSection, *, seed: int) -> TextSplits:
-    """Splits of a recipe's data section: a named benchmark, or train/dev/test files."""
+    """Splits of a recipe's data section: a named benchmark (Kim's, or the document benchmark
+    20ng), folders of documents (a folder per class), or train/dev/test files."""
+    if section.encoding is not None and not (is_document_dataset(section.dataset)
+                                             or recipe_data_format(section) == "folders"):
+        raise TextCNNError(f"data.encoding: used with document files only (data.format folders, "
+                           f"data.dataset 20ng), got {section.encoding!r} for "
+                           f"{section.dataset or recipe_data_format(section)} data")
+    if is_document_dataset(section.dataset):
+        return newsgroups_splits(section)
     if section.dataset:
         return benchmark_splits(section, seed=seed)
-    if not section.train:
-        raise TextCNNError("data.train: expected a training file or hub dataset name (or data.dataset), "
-                           "got none")
+    if recipe_data_format(section) == "folders":
+        return folder_splits(section, seed=seed)
     columns = dict(text_column=section.text_column, label_column=section.label_column,
                    format=section.format)
 
@@ -52,14 +65,35 @@ def recipe_splits(section: DataSection, *, seed: int) -> TextSplits:
                       load(section.test, "test"))
 
 
+def recipe_data_format(section: DataSection) -> str | None:
+    """The format of a recipe's own data files: `data.format`, or folders when `data.train` is a
+    folder with a sub-folder per class (None: a file's format is told when it is read)."""
+    if not section.train:
+        raise TextCNNError("data.train: expected a training file or hub dataset name (or data.dataset), "
+                           "got none")
+    if section.format is not None or not Path(section.train).is_dir():
+        return section.format
+    return detect_format(section.train)
+
+
+def cross_validated(section: DataSection) -> bool:
+    """Whether a recipe's test split is a fold of its data: a cross-validated benchmark of Kim's,
+    or one folder of documents without a test folder."""
+    if section.dataset:
+        return not is_document_dataset(section.dataset) and get_benchmark(section.dataset).cv
+    return section.test is None and recipe_data_format(section) == "folders"
+
+
 def recipe_data_files(recipe: TextRecipe) -> dict[str, Path | None]:
     """Every file or folder a text recipe's run reads, by role (for its run fingerprint): a
     benchmark's files, or `data.train`/`dev`/`test` (a file, or a local dataset folder; a hub
     dataset name is no local path and is identified by its name alone), and the vectors of the
     pretrained variants."""
     section = recipe.data
-    if section.dataset:
-        files: dict[str, Path | None] = {f"data.dataset/{p.name}": p for p in benchmark_files(section)}
+    if is_document_dataset(section.dataset):
+        files: dict[str, Path | None] = {f"data.dataset/{p.name}": p for p in newsgroups_files(section)}
+    elif section.dataset:
+        files = {f"data.dataset/{p.name}": p for p in benchmark_files(section)}
     else:
         files = {f"data.{role}": Path(spec) for role in ("train", "dev", "test")
                  if (spec := getattr(section, role))}

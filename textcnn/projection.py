@@ -13,7 +13,9 @@ relu(max_t x_t + b), so the bias and ReLU are applied after pooling.
 - Training (`projected_features`): the table covers the batch's distinct words only. A batch of
   50 sentences has about half as many distinct words as positions, so the projection GEMM (and
   its gradients) costs about half of the convolution's; the table is differentiable.
-- Inference (`ProjectedKimCNN`): the table covers the whole vocabulary, computed once.
+- Inference (`ProjectedKimCNN`): the table covers the whole vocabulary, computed once, and the
+  windows of a long text are summed a chunk at a time (`CHUNK_WINDOWS`), each chunk reading
+  `width - 1` positions past its last window: memory is bounded whatever a text's length.
 
 `KimCNN.features` (textcnn/model.py) is the plain reference; tests/text/test_projection.py checks
 that both paths give the same features, logits and gradients to float tolerance.
@@ -26,6 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from textcnn.model import KimCNN
+
+# Windows (texts x positions) summed at a time at inference: 16,384 windows of 100 maps are
+# 6.5 MB of sums per width, so a 50,000-word document needs no more memory than a short batch.
+CHUNK_WINDOWS = 1 << 14
 
 
 def tap_tables(vectors: torch.Tensor, model: KimCNN, *,
@@ -55,29 +61,39 @@ def tap_tables(vectors: torch.Tensor, model: KimCNN, *,
 
 
 def pool_from_tables(tables: list[torch.Tensor], biases: list[torch.Tensor], rows: torch.Tensor,
-                     lengths: torch.Tensor, *, pad_row: int, widths: list[int]) -> torch.Tensor:
+                     lengths: torch.Tensor, *, pad_row: int, widths: list[int],
+                     chunk: int | None = None) -> torch.Tensor:
     """Max-over-time features [N, maps * len(widths)] from tap tables.
 
     `rows` [N, L] indexes each word's table row (right-padded with `pad_row`, whose projection
     is zero); `lengths` [N] counts real words. Windows of padding alone are left out, and an
-    empty sentence gives zero features, as in `KimCNN.features`.
+    empty sentence gives zero features, as in `KimCNN.features`. With `chunk`, the windows are
+    summed and pooled at most `chunk` (N x windows) at a time, each piece reading `width - 1`
+    positions past its last window start, and the pieces' maxima combined: the same features,
+    with memory bounded by `chunk` rather than by the texts' length.
     """
     n = rows.shape[0]
     pooled = []
     for width, table, bias in zip(widths, tables, biases):
         n_rows = (table.shape[0] - 1) // width
         padded = F.pad(rows, (width - 1, width - 1), value=pad_row)
-        # Window t ends at padded position t + width - 1 and holds no word once t >= length +
-        # width - 1 (or when the sentence is empty). Pointing that last tap at an extra -inf row
-        # rules such windows out of the max without masking the [N, T, maps] sums; no valid
-        # window reaches that row.
-        positions = torch.arange(padded.shape[1], device=rows.device)
-        beyond = (positions[None, :] >= lengths[:, None] + 2 * (width - 1)) | (lengths[:, None] == 0)
+        windows = padded.shape[1] - width + 1
+        step = windows if chunk is None else max(1, chunk // max(1, n))
         taps = torch.arange(width, device=rows.device) * n_rows
-        index = padded.unfold(1, width, 1) + taps  # [N, L + width - 1, width]
-        index[..., -1] = index[..., -1].masked_fill(beyond.unfold(1, width, 1)[..., -1], width * n_rows)
-        sums = F.embedding_bag(index.reshape(-1, width), table, mode="sum")
-        best = sums.view(n, index.shape[1], -1).amax(dim=1)
+        best = None
+        for first in range(0, windows, step):
+            last = min(windows, first + step)
+            # Window t ends at padded position t + width - 1 and holds no word once t >= length +
+            # width - 1 (or when the sentence is empty). Pointing that last tap at an extra -inf
+            # row rules such windows out of the max without masking the [N, T, maps] sums; no
+            # valid window reaches that row.
+            positions = torch.arange(first + width - 1, last + width - 1, device=rows.device)
+            beyond = (positions[None, :] >= lengths[:, None] + 2 * (width - 1)) | (lengths[:, None] == 0)
+            index = padded[:, first : last + width - 1].unfold(1, width, 1) + taps  # [N, last - first, width]
+            index[..., -1] = index[..., -1].masked_fill(beyond, width * n_rows)
+            sums = F.embedding_bag(index.reshape(-1, width), table, mode="sum")
+            piece = sums.view(n, last - first, -1).amax(dim=1)
+            best = piece if best is None else torch.maximum(best, piece)
         pooled.append(torch.relu(best + bias))  # relu(-inf) = 0: an empty sentence gives zeros
     return torch.cat(pooled, dim=1)
 
@@ -114,15 +130,22 @@ class ProjectedKimCNN(nn.Module):
         self.config = cfg
         with torch.no_grad():
             vectors = torch.cat([emb.weight for emb in model.embeddings], dim=-1)  # [V, C*D]
-            tables = tap_tables(vectors, model)
-            # one block of memory, each width's table a slice of it: the single-text path
-            # (textcnn.estimator.inference.SingleTextScorer) gathers from all of them at once
-            combined = torch.cat(tables)
+            rows = vectors.shape[0]
+            sizes = [block.conv.weight.shape[2] * rows + 1 for block in model.convs]
+            # One block of memory, each width's table a slice of it: the single-text path
+            # (textcnn.estimator.inference.SingleTextScorer) gathers from all of them at once.
+            # `tap_tables`' layout, written a tap at a time into the block itself: the peak is
+            # the tables, not three copies of them (a 80k-word vocabulary's are 390 MB).
+            combined = vectors.new_empty(sum(sizes), cfg.maps)
             start = 0
-            for i, table in enumerate(tables):
-                self.register_buffer(f"table{i}", combined[start:start + len(table)])
-                self.register_buffer(f"bias{i}", model.convs[i].conv.bias.detach().clone())
-                start += len(table)
+            for i, (block, size) in enumerate(zip(model.convs, sizes)):
+                table, weight = combined[start:start + size], block.conv.weight  # [maps, C*D, width]
+                for k in range(weight.shape[2]):
+                    torch.matmul(vectors, weight[:, :, k].t(), out=table[k * rows:(k + 1) * rows])
+                table[-1] = float("-inf")
+                self.register_buffer(f"table{i}", table)
+                self.register_buffer(f"bias{i}", block.conv.bias.detach().clone())
+                start += size
             self.fc = nn.Linear(cfg.num_features, cfg.num_classes)
             self.fc.load_state_dict(model.fc.state_dict())
         self.eval()
@@ -134,12 +157,13 @@ class ProjectedKimCNN(nn.Module):
         return 4 * cfg.maps * sum(w * cfg.vocab_size + 1 for w in cfg.widths)
 
     def features(self, ids: torch.Tensor) -> torch.Tensor:
-        """[N, L] right-padded ids -> [N, maps * len(widths)] pooled features (as KimCNN.features)."""
+        """[N, L] right-padded ids -> [N, maps * len(widths)] pooled features (as KimCNN.features),
+        summed `CHUNK_WINDOWS` windows at a time: memory does not grow with a text's length."""
         n_widths = len(self.config.widths)
         return pool_from_tables([getattr(self, f"table{i}") for i in range(n_widths)],
                                 [getattr(self, f"bias{i}") for i in range(n_widths)], ids,
                                 (ids != self.config.pad_id).sum(dim=1), pad_row=self.config.pad_id,
-                                widths=list(self.config.widths))
+                                widths=list(self.config.widths), chunk=CHUNK_WINDOWS)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """[N, L] token ids -> [N, num_classes] logits."""

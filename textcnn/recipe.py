@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from textcnn.core.config import (
+    check_encoding,
     check_literals,
     check_number,
     field_comments,
@@ -24,6 +25,12 @@ from textcnn.core.engine import TrainConfig, check_selection_metric
 from textcnn.core.errors import TextCNNError
 from textcnn.core.metrics import SELECTION_METRICS
 from textcnn.model import KimCNNConfig
+from textcnn.tokenizer import DEFAULT_MAX_TOKENS, DEFAULT_TRUNCATION, Truncation
+
+# Padded tokens per training batch: a budget, not a tuning. Kim's 50 sentences are far below it; 50
+# documents of up to DEFAULT_MAX_TOKENS fit it, and a batch of longer ones (truncation none) holds
+# fewer, so its memory (about 5 KB per padded token on the fast CPU path) stays near 250 MB.
+DEFAULT_BATCH_TOKENS = 50_000
 
 
 @dataclass
@@ -33,17 +40,18 @@ class DataSection:
     train: str | None = None  # training data: a file or a hub dataset name (or use `dataset`)
     dev: str | None = None  # dev data for model selection; None holds out model.dev_fraction of train
     test: str | None = None  # test data, evaluated once after training, never used for selection
-    format: str | None = None  # kim, sst, csv, tsv, json, jsonl, parquet or hub; None: guessed
+    format: str | None = None  # kim, sst, csv, tsv, json, jsonl, parquet, hub or folders; None: guessed
     text_column: str = "text"  # text column of table formats
     label_column: str = "label"  # label column of table formats
     split: str = "train"  # split of a hub dataset used for `train`
-    dataset: str | None = None  # a Kim (2014) benchmark: mr, subj, trec, sst1, sst2, cr, mpqa
-    data_dir: str | None = None  # benchmark files; default $TEXTCNN_DATA_DIR, else data/kim2014
+    dataset: str | None = None  # a Kim (2014) benchmark (mr, subj, trec, sst1, sst2, cr, mpqa) or 20ng
+    data_dir: str | None = None  # benchmark files; default $TEXTCNN_DATA_DIR, else data/kim2014 (20ng: $TEXTCNN_20NG_DIR, else data/20ng)
     sst_dir: str | None = None  # SST trees; default $TEXTCNN_SST_DIR, else <data_dir>/../sst
     fold: int = 0  # which fold of a cross-validated benchmark is the test fold
     folds: int = 10  # folds of a cross-validated benchmark
     split_seed: int | None = None  # seed of the stratified CV folds; None: train.seed
     phrases: bool = False  # SST: also train on every labelled phrase of the training trees
+    encoding: str | None = None  # text encoding of document files (folders, 20ng); None: utf-8 (20ng: latin-1)
 
     def __post_init__(self) -> None:
         for key in ("text_column", "label_column", "split"):
@@ -52,6 +60,8 @@ class DataSection:
         check_number("data.fold", self.fold, low=0, integer=True)
         check_number("data.folds", self.folds, low=2, integer=True)
         check_number("data.split_seed", self.split_seed, low=0, high=2**32 - 1, integer=True, optional=True)
+        if self.encoding is not None:
+            check_encoding("data.encoding", self.encoding)
 
 
 @dataclass
@@ -61,10 +71,21 @@ class TokenizerSection:
     min_frequency: int = 1  # words seen fewer times in training become [UNK]
     max_size: int | None = None  # keep at most this many words (most frequent first)
     lowercase: bool = True  # Kim lowercases every dataset but TREC
+    max_tokens: int | None = DEFAULT_MAX_TOKENS  # longer texts are cut to this many tokens (training and prediction); None (null): no cap
+    truncation: Truncation = DEFAULT_TRUNCATION  # which tokens a longer text keeps: head, tail, head+tail; none with max_tokens null
 
     def __post_init__(self) -> None:
+        check_literals(self, "tokenizer")
         check_number("tokenizer.min_frequency", self.min_frequency, low=1, integer=True)
         check_number("tokenizer.max_size", self.max_size, low=1, integer=True, optional=True)
+        check_number("tokenizer.max_tokens", self.max_tokens, low=1, integer=True, optional=True)
+        # a cap needs a side to keep and keeping every token needs no cap: neither key is ever ignored
+        if self.max_tokens is None and self.truncation != "none":
+            raise TextCNNError(f"tokenizer.truncation: expected none with tokenizer.max_tokens null (every "
+                               f"token kept), got {shown(self.truncation)}")
+        if self.max_tokens is not None and self.truncation == "none":
+            raise TextCNNError(f"tokenizer.max_tokens: expected null with tokenizer.truncation none (every "
+                               f"token kept), got {shown(self.max_tokens)}")
 
 
 @dataclass
@@ -85,7 +106,7 @@ class ModelSection:
     """Kim's CNN and its loss (or a scikit-learn baseline in its place). The CNN's shape (variant,
     widths, maps, dropout, max_norm, embedding_dim) is `KimCNNConfig`'s settings, declared there."""
 
-    arch: Literal["kim-cnn", "tfidf-logreg", "nbsvm"] = "kim-cnn"  # the CNN, or a baseline
+    arch: Literal["kim-cnn", "tfidf-logreg", "nbsvm", "fasttext"] = "kim-cnn"  # the CNN, or a baseline (fasttext: if installed)
     dev_fraction: float = 0.1  # share of train held out for selection when there is no dev data
     class_weight: str | dict[str, float] | None = None  # None (null), 'balanced' or {label: weight}
     label_smoothing: float = 0.0  # cross-entropy label smoothing
@@ -125,6 +146,17 @@ class ModelSection:
 
 
 @dataclass
+class TextTrainConfig(TrainConfig):
+    """How a text model trains: the engine's settings (`TrainConfig`) and the batches' token budget."""
+
+    max_batch_tokens: int | None = DEFAULT_BATCH_TOKENS  # padded tokens (texts x longest) per training batch at most; None (null): train.batch_size alone
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_number("train.max_batch_tokens", self.max_batch_tokens, low=1, integer=True, optional=True)
+
+
+@dataclass
 class TextRecipe:
     """A whole text-classification run."""
 
@@ -134,7 +166,7 @@ class TextRecipe:
     tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
     embeddings: EmbeddingsSection = field(default_factory=EmbeddingsSection)
     model: ModelSection = field(default_factory=ModelSection)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: TextTrainConfig = field(default_factory=TextTrainConfig)
 
     def __post_init__(self) -> None:
         check_selection_metric(self.train, SELECTION_METRICS)
@@ -150,7 +182,7 @@ class TextRecipe:
 # -- the estimator's parameters: the settings of these sections -------------------------------------
 
 ESTIMATOR_SECTIONS: dict[str, type] = {"model": ModelSection, "tokenizer": TokenizerSection,
-                                       "embeddings": EmbeddingsSection, "train": TrainConfig}
+                                       "embeddings": EmbeddingsSection, "train": TextTrainConfig}
 """The recipe sections whose settings are `TextCNNClassifier`'s parameters, in this order."""
 RECIPE_ONLY = ("model.arch",)  # the estimator is the CNN; a recipe may train a baseline instead
 # The estimator's names where scikit-learn's usual ones differ from the recipe key, and its one

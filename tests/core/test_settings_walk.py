@@ -97,6 +97,8 @@ BASES: dict[str, dict[str, dict[str, Any]]] = {
         "mr": {"data.dataset": "mr"},  # $TEXTCNN_DATA_DIR is {assets}/kim for the whole walk
         "sst": {"data.dataset": "sst2"},
         "sst_phrases": {"data.dataset": "sst2", "data.phrases": True},
+        "documents": {"data.train": "{assets}/documents", "data.test": None},  # a Latin-1 file among them
+        "capped": {"tokenizer.max_tokens": 4},  # texts cut to 4 words: which 4 is truncation's say
     },
     "image": {
         "tiny": {},
@@ -175,9 +177,13 @@ PROBES: dict[str, tuple[Probe, ...]] = {
     "text:data.folds": (Probe(5, "weights", base="mr"),),
     "text:data.split_seed": (Probe(7, "weights", base="mr"),),
     "text:data.phrases": (Probe(True, "weights", base="sst"),),
+    "text:data.encoding": (Probe("latin-1", "loads", base="documents",
+                                 why="a Latin-1 document does not decode as the default utf-8"),),
     "text:tokenizer.min_frequency": (Probe(2, "weights"),),
     "text:tokenizer.max_size": (Probe(10, "weights"),),
     "text:tokenizer.lowercase": (Probe(False, "weights", base="cased"),),
+    "text:tokenizer.max_tokens": (Probe(3, "weights"),),
+    "text:tokenizer.truncation": (Probe("tail", "weights", base="capped"),),
     "text:embeddings.path": (Probe("{assets}/vectors_b.txt", "weights", base="vectors"),),
     "text:embeddings.word2vec_epochs": (Probe(2, "weights", base="word2vec"),),
     "text:embeddings.allow_pickle": (Probe(True, "loads", base="pickled",
@@ -197,6 +203,7 @@ PROBES: dict[str, tuple[Probe, ...]] = {
     "text:model.threshold": (Probe(0.3, "rejected", why="a multi-label setting, and recipes are single-label"),),
     "text:model.fast": (Probe(False, "weights"),),
     **{f"text:{k}": v for k, v in _train_probes("text").items()},
+    "text:train.max_batch_tokens": (Probe(40, "weights"),),
     # -- image ------------------------------------------------------------------------------------
     "image:task": (Probe("detection", "rejected", match="unknown key"),),
     "image:name": (Probe("renamed", "default_out_dir", why="the run's default folder is runs/<name>"),),
@@ -548,6 +555,10 @@ def _write_text_assets(root: Path) -> None:
         for split, chunk in (("train", part[:40]), ("dev", part[40:50]), ("test", part[50:])):
             trees = [_sst_tree(4 if y == "positive" else 0, t.split()) for t, y in chunk]
             (root / name / f"{split}.txt").write_text("\n".join(trees) + "\n")
+    for i, (text, label) in enumerate(first):  # a folder per class, a file per document
+        (root / "documents" / label).mkdir(parents=True, exist_ok=True)
+        (root / "documents" / label / f"{i}.txt").write_bytes(text.encode("latin-1", "replace") + b"\n")
+    (root / "documents" / first[0][1] / "0.txt").write_bytes(b"caf\xe9 " + first[0][0].encode("latin-1", "replace"))
     words = sorted({w for t, _ in rows[:120] for w in t.lower().split()})
     for name, seed in (("vectors.txt", 0), ("vectors_b.txt", 1)):
         table = np.random.default_rng(seed).uniform(-0.5, 0.5, size=(len(words), 8))

@@ -16,6 +16,7 @@ from textcnn.baselines import (
     BASELINES,
     NBSVM,
     TFIDF_LOGREG_C,
+    baseline_available,
     interpolate,
     interpolate_bias,
     log_count_ratio,
@@ -112,12 +113,19 @@ def test_fitted_model_is_the_interpolated_svm_on_scaled_features():
 # -- behaviour ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(BASELINES))
+FASTTEXT = baseline_available("fasttext")
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.skipif(
+    not baseline_available(name), reason=f"{name} is not installed (an optional baseline)"))
+    for name in sorted(BASELINES)])
 def test_toy_separable_corpus_is_learned_perfectly(name):
     classes = {"pos": POS_WORDS, "neg": NEG_WORDS}
     train, train_y = toy_corpus(classes, 200, seed=0)
     test, test_y = toy_corpus(classes, 30, seed=1)
-    model = make_baseline(name, seed=0).fit(train, train_y)
+    # fastText's 5 epochs are meant for thousands of documents; 200 short lines need more passes
+    params = {"epoch": 50} if name == "fasttext" else {}
+    model = make_baseline(name, seed=0, **params).fit(train, train_y)
     assert list(model.predict(test)) == test_y
     assert model.score(test, test_y) == 1.0
 
@@ -210,3 +218,16 @@ def test_mr_fold0_accuracy(shared_data):
     assert nbsvm.score(pick(test), labels[test]) > 0.77
     lr = make_baseline("tfidf-logreg", seed=0).fit(pick(train), labels[train])
     assert lr.score(pick(test), labels[test]) > 0.75
+
+
+@pytest.mark.skipif(FASTTEXT, reason="fasttext is installed here")
+def test_fasttext_absent_is_a_one_line_error_and_left_out_of_a_batch(tmp_path):
+    with pytest.raises(TextCNNError, match=r"model.arch: fasttext needs the fasttext package") as info:
+        make_baseline("fasttext", seed=0).fit(["a b", "c d"], [0, 1])
+    assert "\n" not in str(info.value)
+    from textcnn.tasks.text import TextTask
+
+    task = TextTask()
+    data = {"data": {"train": "t.csv"}, "model": {"arch": "fasttext"}}
+    with pytest.warns(UserWarning, match="fasttext is not installed here; its run is left out"):
+        assert task.runs(data, task.check(data, source="r.yaml"), name="r/fasttext", folds=None) == []

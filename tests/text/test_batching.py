@@ -1,9 +1,11 @@
-"""Inference batches bounded by a token budget, against a brute-force greedy reference."""
+"""Batches bounded by a token budget (inference, and training with train.max_batch_tokens),
+against brute-force greedy references."""
 
 import numpy as np
 import pytest
+import torch
 
-from textcnn.batching import token_budget_batches
+from textcnn.batching import bucket_batches, random_batches, token_budget_batches
 
 
 def greedy_reference(lengths, max_tokens, max_count):
@@ -43,3 +45,38 @@ def test_the_count_cap_alone_and_bad_bounds():
     assert token_budget_batches([], max_tokens=10, max_count=10) == []
     with pytest.raises(ValueError, match="max_tokens"):
         token_budget_batches([1], max_tokens=0, max_count=1)
+
+
+def cut_reference(order, lengths, batch_size, max_tokens):
+    """Walk `order`; close a batch when the next text would break a bound: batch_size texts, or
+    (count + 1) x the widest so far over max_tokens."""
+    batches, current = [], []
+    for i in order:
+        if current and (len(current) == batch_size or
+                        (len(current) + 1) * max(max(1, lengths[j]) for j in [*current, i]) > max_tokens):
+            batches.append(current)
+            current = []
+        current.append(i)
+    return batches + ([current] if current else [])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_training_batches_keep_the_token_budget_and_bucket_by_length(seed):
+    rng = np.random.default_rng(seed)
+    lengths = [*rng.integers(1, 300, 500).tolist(), 5000, 0]
+    budget, size = 1000, 50
+    batches = bucket_batches(lengths, size, generator=torch.Generator().manual_seed(seed), bucket_factor=4,
+                             max_tokens=budget)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))
+    for b in batches:
+        assert len(b) <= size
+        assert len(b) * max(1, max(lengths[i] for i in b)) <= budget or len(b) == 1
+    # within a pool the texts come sorted by length, so each batch is a run of similar lengths
+    spread = np.mean([np.ptp([lengths[i] for i in b]) for b in batches if len(b) > 1])
+    assert spread < 60
+    plain = random_batches(len(lengths), size, generator=torch.Generator().manual_seed(seed),
+                           lengths=lengths, max_tokens=budget)
+    order = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(seed)).tolist()
+    assert [b.tolist() for b in plain] == cut_reference(order, lengths, size, budget)
+    # without a budget: batch_size alone, as before
+    assert [len(b) for b in random_batches(120, 50, generator=torch.Generator())] == [50, 50, 20]

@@ -17,6 +17,7 @@ import pytest
 
 from textcnn import fetch as fetch_mod
 from textcnn.core.errors import TextCNNError
+from textcnn.documents import NEWSGROUPS_SPLITS
 from textcnn.fetch import FetchError, fetch, verify
 from textcnn.kim2014 import BENCHMARKS, SST_TREE_FILES
 
@@ -512,3 +513,110 @@ def test_zip_members_with_unsafe_paths_are_refused(monkeypatch, tmp_path, member
     assert f"member {member!r} has an absolute path or '..'; not extracted" in str(info.value)
     assert listing(dest) == ["dev.txt", "test.txt"]
     assert not (tmp_path / "deep" / "train.txt").exists() and not (tmp_path / "train.txt").exists()
+
+
+# -- 20 Newsgroups: one .tar.gz, a repack also accepted, unpacked safely ---------------------------
+
+
+def news_tarball(path: Path, members: list[tuple[str, bytes | None, str]]) -> bytes:
+    """A .tar.gz of (name, data, kind) members: kind 'file', 'dir', 'symlink' (data: its target)
+    or 'hardlink'; returns its bytes."""
+    import io
+    import tarfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data, kind in members:
+            info = tarfile.TarInfo(name)
+            if kind == "dir":
+                info.type = tarfile.DIRTYPE
+            elif kind in ("symlink", "hardlink"):
+                info.type = tarfile.SYMTYPE if kind == "symlink" else tarfile.LNKTYPE
+                info.linkname = data.decode()
+            else:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if kind == "file" else None)
+    return path.read_bytes()
+
+
+NEWS = [("20news-bydate-train/", None, "dir"), ("20news-bydate-train/sci.space/", None, "dir"),
+        ("20news-bydate-train/sci.space/1", b"From: a@b\n\norbit\n", "file"),
+        ("20news-bydate-test/", None, "dir"), ("20news-bydate-test/sci.space/2", b"moon\n", "file")]
+
+
+def fake_news(monkeypatch, archive: bytes, **changes) -> None:
+    fake_set(monkeypatch, "20ng", {"20news-bydate.tar.gz": archive}, **changes)
+
+
+def test_20ng_tables_match_the_readme(shared_data):
+    readme = shared_data / "20news" / "README.md"
+    if not readme.is_file():
+        pytest.skip(f"{readme} not found")
+    text = readme.read_text()
+    fileset = fetch_mod.FILESETS["20ng"]
+    assert fileset.urls["20news-bydate.tar.gz"] in text and fileset.sha256["20news-bydate.tar.gz"] in text
+    local = re.search(r"^([0-9a-f]{64})  20news-bydate.tar.gz$", text, re.MULTILINE).group(1)
+    assert fileset.accepted("20news-bydate.tar.gz") == (fileset.sha256["20news-bydate.tar.gz"], local)
+    assert (shared_data / "20news" / "20news-bydate.tar.gz").stat().st_size <= fileset.sizes["20news-bydate.tar.gz"]
+
+
+@pytest.mark.slow
+def test_20ng_from_the_shared_copy_is_placed_and_unpacked(shared_data, tmp_path):
+    source = shared_data / "20news"
+    if not (source / "20news-bydate.tar.gz").is_file():
+        pytest.skip(f"{source} has no archive")
+    report = fetch("20ng", dest=tmp_path / "d", source=source, progress=False)
+    assert report.fetched == ["20news-bydate.tar.gz"] and report.extracted == list(NEWSGROUPS_SPLITS[::-1])
+    assert sum(1 for _ in (tmp_path / "d" / "20news-bydate-test").rglob("*") if _.is_file()) == 7532
+    again = fetch("20ng", dest=tmp_path / "d", source=source, progress=False)
+    assert again.skipped == ["20news-bydate.tar.gz"] and again.extracted == []
+
+
+def test_20ng_downloads_from_its_own_address_and_unpacks(monkeypatch, tmp_path, serve):
+    archive = news_tarball(tmp_path / "www" / "files" / "5975967", NEWS)
+    base = serve(tmp_path / "www")
+    fake_news(monkeypatch, archive, urls={"20news-bydate.tar.gz": f"{base}/files/5975967"})
+    report = fetch("20ng", dest=tmp_path / "dest", timeout=TIMEOUT, progress=False)
+    assert report.fetched == ["20news-bydate.tar.gz"]
+    assert (tmp_path / "dest" / "20news-bydate.tar.gz").read_bytes() == archive
+    assert (tmp_path / "dest" / "20news-bydate-train" / "sci.space" / "1").read_bytes() == NEWS[2][1]
+    assert listing(tmp_path / "dest") == ["20news-bydate-test", "20news-bydate-train", "20news-bydate.tar.gz"]
+
+
+def test_20ng_accepts_a_known_repack_and_refuses_other_bytes(monkeypatch, tmp_path):
+    canonical = news_tarball(tmp_path / "a" / "20news-bydate.tar.gz", NEWS)
+    repack = news_tarball(tmp_path / "b" / "20news-bydate.tar.gz", NEWS[::-1])
+    other = news_tarball(tmp_path / "c" / "20news-bydate.tar.gz", NEWS[:3])
+    assert len({canonical, repack, other}) == 3
+    fake_news(monkeypatch, canonical, also_accepted={"20news-bydate.tar.gz": (sha(repack),)})
+    assert fetch("20ng", dest=tmp_path / "d1", source=tmp_path / "b", progress=False).fetched
+    with pytest.raises(FetchError, match=f"expected {sha(canonical)} or {sha(repack)}, got {sha(other)}"):
+        fetch("20ng", dest=tmp_path / "d2", source=tmp_path / "c", progress=False)
+    assert listing(tmp_path / "d2") == []
+
+
+@pytest.mark.parametrize("bad, why", [
+    (("../evil", b"x", "file"), "absolute path or '..'"),
+    (("/tmp/evil", b"x", "file"), "absolute path or '..'"),
+    (("20news-bydate-train/sci.space/link", b"/etc/passwd", "symlink"), "link or special file"),
+    (("20news-bydate-train/sci.space/hard", b"20news-bydate-train/sci.space/1", "hardlink"),
+     "link or special file"),
+])
+def test_20ng_members_that_could_leave_dest_are_never_unpacked(monkeypatch, tmp_path, bad, why):
+    archive = news_tarball(tmp_path / "src" / "20news-bydate.tar.gz", [*NEWS, bad])
+    fake_news(monkeypatch, archive)
+    dest = tmp_path / "deep" / "dest"
+    with pytest.raises(TextCNNError, match=why) as info:
+        fetch("20ng", dest=dest, source=tmp_path / "src", progress=False)
+    assert "is in place (checksum verified) but was not unpacked" in str(info.value)
+    assert listing(dest) == ["20news-bydate.tar.gz"]  # nothing of the archive was unpacked
+    assert not (tmp_path / "deep" / "evil").exists() and not Path("/tmp/evil").exists()
+
+
+def test_20ng_unpacking_is_capped(monkeypatch, tmp_path):
+    archive = news_tarball(tmp_path / "src" / "20news-bydate.tar.gz",
+                           [*NEWS, ("20news-bydate-train/sci.space/big", b"0" * 4096, "file")])
+    fake_news(monkeypatch, archive, extracted_bytes=4096)
+    with pytest.raises(TextCNNError, match="unpack to more than the 4096 bytes expected"):
+        fetch("20ng", dest=tmp_path / "dest", source=tmp_path / "src", progress=False)
+    assert listing(tmp_path / "dest") == ["20news-bydate.tar.gz"]

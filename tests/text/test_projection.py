@@ -4,7 +4,12 @@ import pytest
 import torch
 
 from textcnn.model import VARIANTS, KimCNN, KimCNNConfig
-from textcnn.projection import ProjectedKimCNN, projected_features, projected_logits
+from textcnn.projection import (
+    ProjectedKimCNN,
+    pool_from_tables,
+    projected_features,
+    projected_logits,
+)
 
 
 def make(variant, **kw):
@@ -115,3 +120,29 @@ def test_native_bf16_knows_cuda_and_answers_for_this_cpu():
     assert native_bf16(torch.device("cuda")) is True
     assert isinstance(native_bf16(torch.device("cpu")), bool)
     assert native_bf16(torch.device("meta")) is False
+
+
+@pytest.mark.parametrize("length", [1, 7, 5_000, 50_000])
+def test_long_documents_give_the_plain_logits_chunk_by_chunk(length):
+    """ProjectedKimCNN sums CHUNK_WINDOWS windows at a time (a 50,000-word text in four chunks);
+    the plain convolutions see the whole text at once."""
+    model = make("multichannel").eval()
+    fast = ProjectedKimCNN(model)
+    ids = torch.randint(2, 50, (1, length), generator=torch.Generator().manual_seed(length))
+    with torch.no_grad():
+        torch.testing.assert_close(fast(ids), model(ids), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 5, 16, 10_000])
+def test_chunk_edges_change_no_feature(chunk):
+    """Chunks of any size, over a batch with padding and an empty text, give the features of the
+    unchunked sums (each chunk reads width - 1 positions past its last window)."""
+    model = make("non-static").eval()
+    fast = ProjectedKimCNN(model)
+    ids = batch()
+    tables = [getattr(fast, f"table{i}") for i in range(3)]
+    biases = [getattr(fast, f"bias{i}") for i in range(3)]
+    whole, pieces = (pool_from_tables(tables, biases, ids, (ids != 0).sum(1), pad_row=0, widths=[1, 3, 5],
+                                      chunk=c) for c in (None, chunk))
+    torch.testing.assert_close(pieces, whole, rtol=0, atol=0)
+    torch.testing.assert_close(whole, model.features(ids), rtol=1e-5, atol=1e-5)

@@ -12,7 +12,7 @@ from tokenizers import normalizers
 
 from textcnn.core.errors import TextCNNError
 from textcnn.data import read_kim_file
-from textcnn.tokenizer import WordTokenizer, clean_str
+from textcnn.tokenizer import WordTokenizer, clean_str, kim_words, kim_words_cut, truncate
 from textcnn.vectors import minilm_checkpoint_dir
 
 # Hand-worked expectations, from the rules in the docstring of clean_str (not from running it).
@@ -216,3 +216,65 @@ def test_minilm_wordpiece_without_special_tokens():
     ids = tok.encode_batch(["Hello, unbelievable world", ""])
     assert ids == [[vocab_txt.index(p) for p in pieces], []]  # no padding to 128
     assert tok.encode_batch(["word " * 300])[0] == [vocab_txt.index("word")] * 300  # no truncation
+
+
+# -- length policy: truncation, and Kim's pipeline in Python ---------------------------------------
+
+
+def _kept(n_words, max_tokens, truncation):
+    """Brute force: which positions a cut keeps, read off the policy's definition."""
+    positions = list(range(n_words))
+    if max_tokens is None or truncation == "none" or n_words <= max_tokens:
+        return positions
+    head = {"head": max_tokens, "tail": 0}.get(truncation, -(-max_tokens // 2))
+    return positions[:head] + positions[n_words - (max_tokens - head):]
+
+
+@pytest.mark.parametrize("truncation", ["head", "tail", "head+tail", "none"])
+def test_truncate_keeps_the_policys_positions(truncation):
+    for n_words in range(0, 12):
+        for max_tokens in (1, 2, 3, 5, 11, None):
+            assert list(truncate(list(range(n_words)), max_tokens=max_tokens, truncation=truncation)) == \
+                _kept(n_words, max_tokens, truncation), (n_words, max_tokens)
+
+
+def _long_texts(seed=0, count=40):
+    """Texts of up to a few thousand words: words of Kim's class, punctuation, contractions,
+    other characters and line breaks, with long runs of spaces or no spaces at all."""
+    import random
+
+    rng = random.Random(seed)
+    pieces = ["word", "Film", "n't", "it's", ",", "!", "(a)", "é", "日本", "--", "x" * 40, "\n", "\r\n",
+              "  ", "\t", "?!", "'s", "`q`", "ok."]
+    texts = ["", "one", "a" * 5000, " " * 300 + "tail words here", "head words" + " " * 3000]
+    for _ in range(count):
+        n = rng.choice([3, 50, 400, 3000])
+        texts.append("".join(rng.choice(pieces) + rng.choice([" ", "", "\n"]) for _ in range(n)))
+    return texts
+
+
+@pytest.mark.parametrize("truncation", ["head", "tail", "head+tail"])
+def test_cut_words_equal_the_cut_of_all_words(truncation):
+    for text in _long_texts():
+        for lowercase in (True, False):
+            for max_tokens in (1, 2, 7, 64, 500):
+                assert kim_words_cut(text, lowercase=lowercase, max_tokens=max_tokens, truncation=truncation) \
+                    == list(truncate(kim_words(text, lowercase=lowercase), max_tokens=max_tokens,
+                                     truncation=truncation)), (text[:40], max_tokens)
+
+
+def test_python_encoding_equals_the_rust_pipeline_and_cuts_alike(tmp_path):
+    texts = TRICKY + _long_texts(seed=1)
+    for lowercase in (True, False):
+        tok = WordTokenizer.train(texts[::2], lowercase=lowercase)
+        assert tok._kim_lowercase is lowercase  # Kim's pipeline, run as kim_words
+        rust = [enc.ids for enc in tok.backend.encode_batch(texts, add_special_tokens=False)]
+        assert tok.encode_batch(texts) == rust
+        for truncation in ("head", "tail", "head+tail"):
+            assert tok.encode_batch(texts, max_tokens=9, truncation=truncation) == \
+                [list(truncate(ids, max_tokens=9, truncation=truncation)) for ids in rust]
+        loaded = WordTokenizer.from_file(tok.save(tmp_path / f"tok{lowercase}.json"))
+        assert loaded._kim_lowercase is lowercase and loaded.encode_batch(texts) == rust
+    other = WordTokenizer.train(texts)
+    other.backend.normalizer = normalizers.Lowercase()  # not Kim's rules: encoded in Rust
+    assert WordTokenizer(other.backend)._kim_lowercase is None

@@ -14,6 +14,7 @@ comments back (for generated parameter docs).
 from __future__ import annotations
 
 import ast
+import codecs
 import copy
 import dataclasses
 import functools
@@ -200,6 +201,16 @@ def check_number(key: str, value: Any, *, low: float | None = None, high: float 
     else:
         expected = kind if integer else "a finite number"
     raise TextCNNError(f"{key}: expected {expected}{' or null' if optional else ''}, got {shown(value)}")
+
+
+def check_encoding(key: str, value: Any) -> str:
+    """`value` if Python knows it as a text encoding, else a one-line `TextCNNError` naming `key`."""
+    try:
+        codecs.lookup(value)
+    except (LookupError, TypeError):
+        raise TextCNNError(f"{key}: expected a text encoding such as utf-8, latin-1 or cp1252, "
+                           f"got {value!r}") from None
+    return value
 
 
 def check_literals(obj: Any, section: str) -> None:

@@ -32,3 +32,33 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+
+
+def peak_rss_bytes() -> int | None:
+    """The process's peak resident memory since it started or since `reset_peak_rss` (Linux's
+    VmHWM; the maximum RSS from getrusage elsewhere, which cannot be reset)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import resource
+    except ImportError:  # not a Unix
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # macOS counts bytes, Linux KiB
+
+
+def reset_peak_rss() -> bool:
+    """Start the peak of `peak_rss_bytes` over from the memory held now (Linux: writing 5 to
+    /proc/self/clear_refs), so that a benchmark or test measures one stage's peak; False where
+    it cannot be reset."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return True

@@ -14,6 +14,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from textcnn.core.config import check_encoding
 from textcnn.core.decisions import check_decision, labels_or_abstain
 from textcnn.core.errors import TextCNNError
 
@@ -78,11 +79,7 @@ def read_lines(stream: BinaryIO, *, encoding: str = "utf-8", name: str = "<input
     """The lines of a binary stream, decoded with `encoding` and read as they are consumed,
     without their line ends ("\\n" or "\\r\\n"). Bytes that do not decode are a `TextCNNError`
     naming `name` and the line; an unknown `encoding` is one at once."""
-    try:
-        codecs.getincrementaldecoder(encoding)
-    except LookupError:
-        raise TextCNNError(f"--encoding: expected a text encoding such as utf-8, latin-1 or cp1252, "
-                           f"got {encoding!r}") from None
+    check_encoding("--encoding", encoding)
     return _decoded_lines(stream, encoding, name)
 
 

@@ -12,10 +12,11 @@ import datasets
 from textcnn.core.errors import TextCNNError
 from textcnn.core.hub import is_saved_dataset
 from textcnn.core.registry import resolve
+from textcnn.data.folders import DEFAULT_ENCODING, read_folders
 from textcnn.data.readers import read_kim_file, read_sst_trees
 from textcnn.data.tables import SUFFIX_FORMATS, TABLE_BUILDERS, load_hub, read_table
 
-_FORMATS = ("kim", "sst", *TABLE_BUILDERS, "hub")
+_FORMATS = ("kim", "sst", *TABLE_BUILDERS, "hub", "folders")
 _KIM_NAMES = re.compile(r".*\.all|stsa\..*|TREC\..*")
 _KIM_SNIFF = re.compile(rb"[+-]?\d+ \S")
 _SST_SNIFF = re.compile(rb"\(\s*\d+\s*[(\S]")
@@ -39,11 +40,13 @@ def detect_format(spec: str | os.PathLike) -> str:
     if path.is_dir():
         if is_saved_dataset(path):
             return "hub"
+        if any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir()):
+            return "folders"  # a sub-folder per class, a file per document
         # `datasets` would read whichever files it finds there; a split folder must be meant
         raise TextCNNError(
-            f"{path}: expected a data file or a folder written by save_to_disk, got a folder of "
-            "other files; for a folder of split files (train.csv, test.csv, ...) give format "
-            "hub (recipe: data.format: hub)"
+            f"{path}: expected a data file, a folder written by save_to_disk or a folder with a "
+            "sub-folder per class, got a folder of other files; for a folder of split files "
+            "(train.csv, test.csv, ...) give format hub (recipe: data.format: hub)"
         )
     if not path.is_file():
         raise TextCNNError(
@@ -75,12 +78,14 @@ def load_data(
     phrases: bool = False,
     dedupe: bool = True,
     cache_dir: str | os.PathLike | None = None,
+    encoding: str = DEFAULT_ENCODING,
 ) -> datasets.Dataset:
     """Load `spec` with the reader its `format` names, or the one `detect_format` picks.
 
-    Formats: kim, sst, csv, tsv, json, jsonl, parquet, hub. `text_column`/`label_column` apply to
-    tables and hub datasets, `split`/`config` to hub datasets, `classes`/`phrases`/`dedupe` to
-    SST trees. A hub name is only used with `format='hub'`: a missing path is an error, not a
+    Formats: kim, sst, csv, tsv, json, jsonl, parquet, hub, folders (a sub-folder per class, a
+    file per document). `text_column`/`label_column` apply to tables and hub datasets,
+    `split`/`config` to hub datasets, `classes`/`phrases`/`dedupe` to SST trees, `encoding` to
+    folders. A hub name is only used with `format='hub'`: a missing path is an error, not a
     download.
     """
     if format is None:
@@ -94,6 +99,8 @@ def load_data(
         )
     if format == "kim":
         return read_kim_file(spec)
+    if format == "folders":
+        return read_folders(spec, encoding=encoding)
     if format == "sst":
         return read_sst_trees(spec, classes=classes, phrases=phrases, dedupe=dedupe)
     return read_table(

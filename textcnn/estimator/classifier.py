@@ -154,7 +154,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         self.precision_ = precision
         best = {}
         if data.dev_targets is not None:
-            scores = class_scores(self.model_, self.tokenizer_.encode_batch(data.dev_texts), torch.device("cpu"),
+            scores = class_scores(self.model_, self.encode(data.dev_texts), torch.device("cpu"),
                                   multi_label=self.multi_label)
             best = selection_metrics(data.dev_targets.numpy(), self._decide(scores))
         self.fit_result_ = replace(fit_result, best_metrics=best)
@@ -211,9 +211,11 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         if checkpoint is not None:
             tokenizer, table = load_hf_embeddings(checkpoint)
             self.coverage_ = 1.0
-            return tokenizer, tokenizer.encode_batch(train_texts), torch.as_tensor(table, dtype=torch.float32)
+            self.tokenizer_ = tokenizer
+            return tokenizer, self.encode(train_texts), torch.as_tensor(table, dtype=torch.float32)
         tokenizer, ids = WordTokenizer.train_encode(train_texts, min_frequency=self.min_frequency,
-                                                    max_size=self.max_vocab, lowercase=self.lowercase)
+                                                    max_size=self.max_vocab, lowercase=self.lowercase,
+                                                    max_tokens=self.max_tokens, truncation=self.truncation)
         if source is None:
             return tokenizer, ids, None
         if source == "word2vec":
@@ -250,7 +252,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
     def _train(self, ids: list[list[int]], train_targets: torch.Tensor, dev_texts: list[str],
                dev_targets: torch.Tensor | None, *, run_dir: Path | None = None) -> FitResult:
         lengths = [len(s) for s in ids]
-        dev_ids = self.tokenizer_.encode_batch(dev_texts) if dev_texts else None
+        dev_ids = self.encode(dev_texts) if dev_texts else None
         device = resolve_device(self.device)
         weights = self._loss_weights(train_targets)
         if weights is not None:  # moved once: a copy inside the step would sync (or break a CUDA graph)
@@ -260,8 +262,11 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         multiple_of = GRAPH_PAD_MULTIPLE if self.cuda_graphs and device.type == "cuda" else 1
 
         def plan(epoch: int, generator: torch.Generator) -> list[np.ndarray]:
-            return (bucket_batches(lengths, self.batch_size, generator=generator) if self.fast
-                    else random_batches(len(ids), self.batch_size, generator=generator))
+            if self.fast:
+                return bucket_batches(lengths, self.batch_size, generator=generator,
+                                      max_tokens=self.max_batch_tokens)
+            return random_batches(len(ids), self.batch_size, generator=generator, lengths=lengths,
+                                  max_tokens=self.max_batch_tokens)
 
         def collate(idx: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
             return (pad_batch([ids[i] for i in idx], pad_id=pad_id, multiple_of=multiple_of),
@@ -294,7 +299,8 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         trainer = Trainer(self.model_, config=config, loss_fn=loss_fn, plan=plan, collate=collate,
                           evaluate=evaluate if dev_ids is not None else None,
                           after_step=KimCNN.apply_max_norm, out_dir=run_dir,
-                          steps_per_epoch=-(-len(ids) // self.batch_size),
+                          # with a token budget the count varies a little by epoch: the first's stands for all
+                          steps_per_epoch=len(plan(0, torch.Generator().manual_seed(self.seed))),
                           grad_sync="allreduce" if self.model_config_.sparse else "ddp")
         result = trainer.fit()
         # how many batch shapes trained through CUDA graphs (0: none, e.g. on CPU or after a failed capture)
@@ -302,6 +308,12 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         return result
 
     # -- prediction ----------------------------------------------------------------------------
+    def encode(self, X: Iterable[str]) -> list[list[int]]:
+        """The token ids the model sees for each text: the tokenizer's, cut by `max_tokens` and
+        `truncation` (as in training)."""
+        return self.tokenizer_.encode_batch(_as_texts(X, "X"), max_tokens=self.max_tokens,
+                                            truncation=self.truncation)
+
     def _decide(self, scores: np.ndarray, threshold: float | None = None) -> np.ndarray:
         """`decide` with this model's kind and `threshold` (default: the `threshold` parameter)."""
         return decide(scores, multi_label=self.multi_label, threshold=self.threshold if threshold is None else threshold)
@@ -326,7 +338,8 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         if not isinstance(projected, ProjectedKimCNN):
             return None
         if cached is None or cached[0] is not projected:
-            scorer = SingleTextScorer(projected, self.tokenizer_.encode, multi_label=self.multi_label)
+            encode = functools.partial(self.tokenizer_.encode, max_tokens=self.max_tokens, truncation=self.truncation)
+            scorer = SingleTextScorer(projected, encode, multi_label=self.multi_label)
             self._single_scorer = cached = (projected, scorer)
         return cached[1]
 
@@ -347,7 +360,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
             scorer = self._single_text_scorer(device)
             if scorer is not None:
                 return scorer(texts[0])
-        ids = self.tokenizer_.encode_batch(texts)
+        ids = self.encode(texts)
         # the model stays on `device`, so that repeated calls do not copy it back and forth
         return class_scores(self._inference_model(device), ids, device, multi_label=self.multi_label)
 

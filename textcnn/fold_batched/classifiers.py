@@ -26,7 +26,7 @@ FoldTexts = tuple[Sequence[str], Sequence[Any], Sequence[str] | None, Sequence[A
 # The estimator settings `fit_folds` has no equivalent for: each must keep its default.
 UNSUPPORTED_PARAMS = ("patience", "class_weight", "label_smoothing", "multi_label", "weight_decay", "l1",
                       "l2", "grad_clip", "lr_schedule", "warmup_steps", "metric", "mode", "max_seconds",
-                      "cuda_graphs")
+                      "cuda_graphs", "max_batch_tokens")
 
 
 def _check_fold_params(clf: Any) -> None:
@@ -90,7 +90,7 @@ def fit_fold_classifiers(params: dict[str, Any], folds: Sequence[FoldTexts]) -> 
         prepared = list(pool.map(prepare, folds))
     clfs = [clf for clf, _ in prepared]
     train = [(data.train_ids, data.train_targets.tolist()) for _, data in prepared]
-    dev = [(clf.tokenizer_.encode_batch(data.dev_texts), data.dev_targets.tolist())
+    dev = [(clf.encode(data.dev_texts), data.dev_targets.tolist())
            if data.dev_targets is not None else None for clf, data in prepared]
     first = clfs[0]
     classes = [len(c.classes_) for c in clfs]

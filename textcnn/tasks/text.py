@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,7 +44,14 @@ class TextTask(ClassifierTask):
         return visualize_model(model, out_dir, data_file=data_file, maps=maps, top=top)
 
     def runs(self, data, checked, *, name, folds):
-        """One run per fold (the first `folds`) of a cross-validated benchmark, else one."""
+        """One run per fold (the first `folds`) of a cross-validated benchmark, else one; none for
+        an optional baseline that is not installed here (fastText), with a warning."""
+        from textcnn.baselines import baseline_available
+
+        if not baseline_available(checked.model.arch):
+            warnings.warn(f"{name}: model.arch {checked.model.arch} is not installed here; its run is "
+                          "left out of the batch", stacklevel=2)
+            return []
         if not self._cv(checked):
             return super().runs(data, checked, name=name, folds=folds)
         n_folds = checked.data.folds if folds is None else min(folds, checked.data.folds)
@@ -131,9 +139,9 @@ class TextTask(ClassifierTask):
 
     @staticmethod
     def _cv(checked) -> bool:
-        from textcnn.kim2014 import get_benchmark
+        from textcnn.pipeline import cross_validated
 
-        return bool(checked.data.dataset) and get_benchmark(checked.data.dataset).cv
+        return cross_validated(checked.data)
 
 
 def summarize(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str], dict[str, float]]:
@@ -147,6 +155,6 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str], dict[str,
 
 def _text_row_order(model: str) -> tuple:
     """The paper's row order: rand, static, non-static, multichannel, then the baselines."""
-    order = ["CNN-rand", "CNN-static", "CNN-non-static", "CNN-multichannel", "NBSVM", "TF-IDF+LR"]
+    order = ["CNN-rand", "CNN-static", "CNN-non-static", "CNN-multichannel", "NBSVM", "TF-IDF+LR", "fastText"]
     base = model.split(" ")[0]
     return (order.index(base) if base in order else len(order), "[sentences only]" in model, model)
