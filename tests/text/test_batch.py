@@ -68,6 +68,17 @@ def test_tables_have_mean_std_and_paper_figures(tmp_path):
     assert md[2].startswith("| CNN-rand | 76.0 ± 1.4 (n=2) [paper 76.1] | – |")
     table = list(csv.DictReader((tmp_path / "table.csv").open()))
     assert {(r["model"], r["dataset"]) for r in table} == {("CNN-rand", "mr"), ("NBSVM", "trec")}
+    # the same figures as a chart: table.png, from the table's points
+    from PIL import Image
+
+    from textcnn.tasks import TASKS
+
+    points = {(p.model, p.dataset): p for p in TASKS["text"].table(rows).chart}
+    assert points[("CNN-rand", "MR")].mean == pytest.approx(76.0) and points[("CNN-rand", "MR")].reference == 76.1
+    assert points[("CNN-rand", "MR")].std == pytest.approx(stats[("CNN-rand", "mr")]["std"])
+    assert points[("NBSVM", "TREC")].reference is None and points[("NBSVM", "TREC")].n == 1
+    width, height = Image.open(tmp_path / "table.png").size
+    assert width > 600 and height > 200
 
 
 @pytest.mark.slow
@@ -318,3 +329,21 @@ def test_rows_from_before_fingerprints_count_by_name_with_a_note_and_overwrite_r
     rows = read_results(out / "results.jsonl")
     assert sorted(r["run"] for r in rows) == ["sample/seed=1", "sample/seed=2"]
     assert all(len(r["fingerprint"]) == 64 for r in rows)
+
+
+def test_plot_table_script_draws_a_results_file(tmp_path):
+    import importlib.util
+
+    from PIL import Image
+
+    rows = [{"run": f"mr/rand/fold={k}", "task": "text", "model": "CNN-rand", "dataset": "mr", "accuracy": a}
+            for k, a in enumerate([0.75, 0.77, 0.76])]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = importlib.util.spec_from_file_location("plot_table", REPO / "scripts" / "plot_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    path = module.main([str(tmp_path / "results.jsonl"), str(tmp_path / "img" / "chart.png")])
+    assert Image.open(path).size[0] > 300
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(Exception, match="expected finished text runs"):
+        module.main([str(tmp_path / "empty.jsonl"), str(tmp_path / "x.png")])
