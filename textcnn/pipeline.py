@@ -195,7 +195,7 @@ def _report_and_save(recipe: TextRecipe, clf: TextCNNClassifier, splits, out_dir
         if getattr(clf, "thresholds_", None) is not None:  # tuned on dev data
             metrics["thresholds"] = {str(c): round(float(t), 6) for c, t in zip(clf.classes_, clf.thresholds_)}
     if splits.test is not None:
-        report = classifier_report(clf, *splits.test)
+        report = classifier_report(clf, *splits.test, source=recipe.data.test or recipe.data.dataset or "test")
         keys = [k for k, _ in MULTI_LABEL_FIGURES] if clf.multi_label else ["accuracy", "macro_f1"]
         metrics.update({f"test_{k}": report[k] for k in (*keys, "examples")})
         metrics["test_report"] = report

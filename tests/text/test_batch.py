@@ -2,6 +2,7 @@
 
 import csv
 import json
+import statistics
 from pathlib import Path
 
 import pytest
@@ -347,3 +348,34 @@ def test_plot_table_script_draws_a_results_file(tmp_path):
     (tmp_path / "empty.jsonl").write_text("")
     with pytest.raises(Exception, match="expected finished text runs"):
         module.main([str(tmp_path / "empty.jsonl"), str(tmp_path / "x.png")])
+
+
+def test_ablation_table_script_shows_accuracy_and_the_selected_epochs(tmp_path):
+    import importlib.util
+
+    rows = [{"run": f"ablation/{act}/{pool}/fold={k}", "task": "text", "dataset": "mr", "fold": k,
+             "model": f"CNN-rand [{act}, {pool}]", "accuracy": acc, "best_epoch": epoch}
+            for act, pool, k, acc, epoch in [("relu", "max", 0, 0.75, 9), ("relu", "max", 1, 0.77, 7),
+                                             ("tanh", "avg", 0, 0.70, 3)]]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = importlib.util.spec_from_file_location("ablation_table", REPO / "scripts" / "ablation_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    doc = tmp_path / "text.md"
+    doc.write_text(f"before\n{module.MARKER}\nold table\n{module.MARKER}\nafter\n")
+    text = module.main([str(tmp_path / "results.jsonl"), "--doc", str(doc), "--out", str(tmp_path / "out")])
+    lines = text.splitlines()
+    assert lines[0] == "| activation \\ pooling | max | avg |"
+    # relu/max: mean and sample std of 75 and 77
+    assert lines[2] == f"| relu | 76.0 ± {statistics.stdev([75.0, 77.0]):.1f} (epochs 9/7) | – |"
+    assert lines[3] == "| tanh | – | 70.0 ± 0.0 (epochs 3) |"
+    assert doc.read_text() == f"before\n{module.MARKER}\n{text}\n{module.MARKER}\nafter\n"
+    # --out holds the batch's own files, as `textcnn batch` writes them from the same rows
+    assert read_results(tmp_path / "out" / "results.jsonl") == rows
+    write_tables(rows, tmp_path)
+    for name in ("table.md", "table.csv"):
+        assert (tmp_path / "out" / name).read_text() == (tmp_path / name).read_text()
+    assert (tmp_path / "out" / "table.png").read_bytes()[:4] == b"\x89PNG"
+    doc.write_text("no markers\n")
+    with pytest.raises(Exception, match="expected two"):
+        module.main([str(tmp_path / "results.jsonl"), "--doc", str(doc)])

@@ -298,7 +298,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         if isinstance(self.class_weight, dict):
             weights = torch.ones(n)
             for label, w in self.class_weight.items():
-                weights[self.label_map_.find(label, name=f"class_weight: key {label!r}")] = float(w)
+                weights[self.label_map_.find(label, name=f"model.class_weight: key {label!r}")] = float(w)
             return weights
         raise TextCNNError(f"class_weight: expected None, 'balanced' or a dict, got {self.class_weight!r}")
 
