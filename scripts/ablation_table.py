@@ -26,7 +26,7 @@ MARKER = "<!-- ablation table -->"
 
 
 def table(rows: list[dict]) -> str:
-    """Rows: activations; columns: poolings; a cell: 'mean ± std (epochs e0/e1/e2)'."""
+    """Rows: activations; columns: poolings; a cell: 'mean ± std (n=folds; epochs e0/e1/e2)'."""
     cells: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
         match = RUN.fullmatch(row["run"])
@@ -45,7 +45,7 @@ def table(rows: list[dict]) -> str:
             accuracy = [100 * r["accuracy"] for r in runs]
             spread = statistics.stdev(accuracy) if len(accuracy) > 1 else 0.0
             epochs = "/".join(str(r["best_epoch"]) for r in runs)
-            shown.append(f"{statistics.fmean(accuracy):.1f} ± {spread:.1f} (epochs {epochs})")
+            shown.append(f"{statistics.fmean(accuracy):.1f} ± {spread:.1f} (n={len(runs)}; epochs {epochs})")
         lines.append(f"| {activation} | " + " | ".join(shown) + " |")
     return "\n".join(lines)
 

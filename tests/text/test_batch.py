@@ -367,8 +367,8 @@ def test_ablation_table_script_shows_accuracy_and_the_selected_epochs(tmp_path):
     lines = text.splitlines()
     assert lines[0] == "| activation \\ pooling | max | avg |"
     # relu/max: mean and sample std of 75 and 77
-    assert lines[2] == f"| relu | 76.0 ± {statistics.stdev([75.0, 77.0]):.1f} (epochs 9/7) | – |"
-    assert lines[3] == "| tanh | – | 70.0 ± 0.0 (epochs 3) |"
+    assert lines[2] == f"| relu | 76.0 ± {statistics.stdev([75.0, 77.0]):.1f} (n=2; epochs 9/7) | – |"
+    assert lines[3] == "| tanh | – | 70.0 ± 0.0 (n=1; epochs 3) |"
     assert doc.read_text() == f"before\n{module.MARKER}\n{text}\n{module.MARKER}\nafter\n"
     # --out holds the batch's own files, as `textcnn batch` writes them from the same rows
     assert read_results(tmp_path / "out" / "results.jsonl") == rows
