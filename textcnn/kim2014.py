@@ -53,7 +53,7 @@ PAPER_TABLE2: dict[str, dict[str, float]] = {
 def paper_figure(model: str, dataset: str) -> float | None:
     """Kim (2014)'s accuracy (%) for a table row (a `model_label`) on a dataset, if the paper has it."""
     base = model.split(" ")[0]
-    if "[sentences only]" in model:
+    if "[" in model:  # sentences only, or a choice of the menu: rows the paper does not have
         return None
     return PAPER_TABLE2.get(base, {}).get(dataset)
 

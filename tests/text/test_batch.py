@@ -60,6 +60,7 @@ def test_tables_have_mean_std_and_paper_figures(tmp_path):
     rows = [{"run": f"mr/rand/fold={k}", "model": "CNN-rand", "dataset": "mr", "accuracy": a}
             for k, a in enumerate([0.75, 0.77])]
     rows += [{"run": "trec/nbsvm", "model": "NBSVM", "dataset": "trec", "accuracy": 0.9}]
+    rows += [{"run": "mr/rand-avg", "model": "CNN-rand [pooling=avg]", "dataset": "mr", "accuracy": 0.7}]
     stats = summarize(rows)
     assert stats[("CNN-rand", "mr")]["mean"] == pytest.approx(76.0)
     assert stats[("CNN-rand", "mr")]["std"] == pytest.approx(1.41421356, rel=1e-6)
@@ -67,8 +68,11 @@ def test_tables_have_mean_std_and_paper_figures(tmp_path):
     md = (tmp_path / "table.md").read_text().splitlines()
     assert md[0] == "| model | MR | TREC |"
     assert md[2].startswith("| CNN-rand | 76.0 ± 1.4 (n=2) [paper 76.1] | – |")
+    # a choice of the model's menu is no row of the paper: no paper figure beside it
+    assert "| CNN-rand [pooling=avg] | 70.0 ± 0.0 (n=1) | – |" in md
     table = list(csv.DictReader((tmp_path / "table.csv").open()))
-    assert {(r["model"], r["dataset"]) for r in table} == {("CNN-rand", "mr"), ("NBSVM", "trec")}
+    assert {(r["model"], r["dataset"]) for r in table} == {("CNN-rand", "mr"), ("NBSVM", "trec"),
+                                                          ("CNN-rand [pooling=avg]", "mr")}
     # the same figures as a chart: table.png, from the table's points
     from PIL import Image
 
@@ -78,6 +82,7 @@ def test_tables_have_mean_std_and_paper_figures(tmp_path):
     assert points[("CNN-rand", "MR")].mean == pytest.approx(76.0) and points[("CNN-rand", "MR")].reference == 76.1
     assert points[("CNN-rand", "MR")].std == pytest.approx(stats[("CNN-rand", "mr")]["std"])
     assert points[("NBSVM", "TREC")].reference is None and points[("NBSVM", "TREC")].n == 1
+    assert points[("CNN-rand [pooling=avg]", "MR")].reference is None
     width, height = Image.open(tmp_path / "table.png").size
     assert width > 600 and height > 200
 
