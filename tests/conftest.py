@@ -29,6 +29,17 @@ def shared_data() -> Path:
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Tiny tensors: a second torch thread only adds OpenMP waiting (slow on a loaded machine)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def stream_and_count():
     """A function that runs a prediction stream `predict(model, items, **options)` (e.g.
     `textcnn.pipeline.predict_stream`) and returns all its predictions and how many of `items` it

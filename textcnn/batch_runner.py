@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import fnmatch
+import importlib.util
 import io
 import json
 import multiprocessing
@@ -53,6 +54,7 @@ from textcnn.core.rundir import (
     read_run_record,
 )
 from textcnn.tasks import TASKS, task_for_recipe
+from textcnn.tasks.base import plot_chart
 
 
 @dataclass
@@ -433,7 +435,9 @@ def _run_pending(runs: list[RunSpec], out: Path, *, jobs: int, fold_batched: boo
 def write_tables(rows: Sequence[dict[str, Any]], out_dir: Path) -> None:
     """table.md and table.csv: each task's table of its rows (`Task.table`; a row without a task
     is text). Rows of several tasks give a section per task in table.md, and one table.csv whose
-    first column names the task, with every task's columns."""
+    first column names the task, with every task's columns. The tables' figures are also drawn
+    as a chart (`textcnn.tasks.base.plot_chart`): table.png, or table-<task>.png for each of
+    several tasks."""
     by_task = {name: [row for row in rows if row.get("task", "text") == name] for name in TASKS}
     tables = {name: TASKS[name].table(found) for name, found in by_task.items() if found} \
         or {"text": TASKS["text"].table([])}
@@ -455,6 +459,14 @@ def write_tables(rows: Sequence[dict[str, Any]], out_dir: Path) -> None:
                 writer.writerow([name, *(cells.get(c, "") for c in columns)])
     atomic_write_text(out_dir / "table.md", "\n".join(md).rstrip("\n") + "\n")
     atomic_write_text(out_dir / "table.csv", buf.getvalue())
+    charted = {name: table for name, table in tables.items() if table.chart}
+    if charted and importlib.util.find_spec("matplotlib") is None:
+        warnings.warn("batch: no table.png: drawing it needs matplotlib (pip install 'textcnn[plots]')",
+                      stacklevel=2)
+        charted = {}
+    for name, table in charted.items():  # table.png, or with several tasks table-<task>.png
+        plot_chart(table, out_dir / ("table.png" if len(charted) == 1 else f"table-{name}.png"),
+                   title=TASKS[name].title)
 
 
 __all__ = ["RunSpec", "fold_groups", "machine_description", "plan_runs", "read_results", "run_batch",

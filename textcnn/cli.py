@@ -220,12 +220,16 @@ def _launch_train(recipe: str, sets: list[str], *, nproc: int, out_dir: str | No
 @click.option("--format", "data_format", help="kim, sst, csv, tsv, json, jsonl, parquet, hub or folders [guessed].")
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--label-column", default="label", show_default=True)
+@click.option("--label-separator", metavar="SEP", help="Multi-label text model: the separator of a "
+              "text's labels in a CSV/TSV label column [the training recipe's data.label_separator].")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--plot", type=click.Path(dir_okay=False), help="Write the confusion matrix as PNG.")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Write the confusion matrix as PNG "
+              "(multi-label: each label's precision, recall and F1).")
 @user_errors
 def evaluate(model: str, data_file: str | None, data_format: str | None, text_column: str,
-             label_column: str, as_json: bool, plot: str | None) -> None:
-    """Evaluate MODEL on labelled data: accuracy, macro-F1, per-class report, confusion matrix.
+             label_column: str, label_separator: str | None, as_json: bool, plot: str | None) -> None:
+    """Evaluate MODEL on labelled data: accuracy, macro-F1, per-class report, confusion matrix
+    (a multi-label model: micro-, macro- and samples-F1, subset accuracy, Hamming loss, per label).
 
     \b
     Example:
@@ -240,7 +244,7 @@ def evaluate(model: str, data_file: str | None, data_format: str | None, text_co
         raise UserError("--plot: a detector has no confusion matrix; draw detections with "
                         "`textcnn predict MODEL IMAGE --out DIR`")
     report = task.evaluate(model, data_file, data_format=data_format, text_column=text_column,
-                           label_column=label_column)
+                           label_column=label_column, label_separator=label_separator)
     click.echo(json.dumps(report, indent=2) if as_json else task.format_report(report))
     if plot:
         task.plot_report(report, plot)
@@ -253,12 +257,16 @@ def evaluate(model: str, data_file: str | None, data_format: str | None, text_co
               help="Read one text (or image file) per line from FILE ('-' for standard input); "
               "read, predicted and written a chunk at a time.")
 @click.option("--encoding", help="Text encoding of --input, e.g. latin-1 or cp1252 [utf-8].")
-@click.option("--top-k", type=click.IntRange(min=1), help="Classifier: show the K most probable labels [1].")
+@click.option("--top-k", type=click.IntRange(min=1), help="Classifier: show the K most probable labels [1]; "
+              "multi-label: they are the label set (with --threshold/--thresholds, those reaching it).")
 @click.option("--format", "out_format", type=click.Choice(["text", "jsonl"]), default="text",
               show_default=True)
 @click.option("--threshold", type=click.FloatRange(0, 1), help="Classifier: abstain (label null, "
               "'(abstain)' in text) where the top probability is below P; multi-label: the labels "
-              "reaching P.", metavar="P")
+              "reaching P [the thresholds tuned on dev data, else the model's threshold].", metavar="P")
+@click.option("--thresholds", "thresholds_file", type=click.Path(dir_okay=False),
+              help="Multi-label classifier: a JSON file {label: threshold} of per-label thresholds "
+              "(over --threshold or the model's own).")
 @click.option("--abstain", metavar="LABEL", help="Classifier, with --threshold: the label to give "
               "instead of null.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
@@ -267,8 +275,8 @@ def evaluate(model: str, data_file: str | None, data_format: str | None, text_co
               help="Detector: keep detections scoring at least this [0.5].")
 @user_errors
 def predict(model: str, texts: tuple[str, ...], input_file: str | None, encoding: str | None,
-            top_k: int | None, out_format: str, threshold: float | None, abstain: str | None,
-            out_dir: str | None, score_threshold: float | None) -> None:
+            top_k: int | None, out_format: str, threshold: float | None, thresholds_file: str | None,
+            abstain: str | None, out_dir: str | None, score_threshold: float | None) -> None:
     """Predict labels with probabilities for TEXTS (or lines of --input); for an image model,
     TEXTS are image files; for a detector, image files whose boxes it finds.
 
@@ -280,6 +288,7 @@ def predict(model: str, texts: tuple[str, ...], input_file: str | None, encoding
       textcnn predict runs/quickstart/model "a dull , lifeless film" --top-k 2
       echo "great acting" | textcnn predict runs/quickstart/model --input - --format jsonl
       textcnn predict runs/quickstart/model --input reviews.txt --threshold 0.8 --abstain unsure
+      textcnn predict runs/multilabel/model "a tense , funny thriller" --thresholds thresholds.json
       textcnn predict runs/ssd-shapes/model shapes.png --out detections/
     """
     import itertools
@@ -293,7 +302,8 @@ def predict(model: str, texts: tuple[str, ...], input_file: str | None, encoding
         raise UserError(f"--encoding: applies to --input FILE, which was not given (got --encoding {encoding})")
     task = task_for_model(model)
     if task.role == "detector":
-        for given, option in ((threshold, "--threshold"), (abstain, "--abstain"), (top_k, "--top-k")):
+        for given, option in ((threshold, "--threshold"), (abstain, "--abstain"), (top_k, "--top-k"),
+                              (thresholds_file, "--thresholds")):
             if given is not None:
                 raise UserError(f"{option}: is for classifiers; {model} is a detector"
                                 + (" (use --score-threshold)" if option == "--threshold" else ""))
@@ -308,12 +318,28 @@ def predict(model: str, texts: tuple[str, ...], input_file: str | None, encoding
             stream = stack.enter_context(click.open_file(input_file, "rb"))
             items = itertools.chain(texts, read_lines(stream, encoding=encoding or "utf-8",
                                                       name="<stdin>" if input_file == "-" else input_file))
-        options = PredictOptions(top_k=top_k, threshold=threshold, abstain=abstain,
+        thresholds = None if thresholds_file is None else read_thresholds(thresholds_file)
+        options = PredictOptions(top_k=top_k, threshold=threshold, abstain=abstain, thresholds=thresholds,
                                  score_threshold=score_threshold, out_dir=out_dir, out_format=out_format)
         for line in task.prediction_lines(model, items, options):
             click.echo(line)
     if out_dir:
         click.echo(f"drawn images and detections.json in {out_dir}", err=True)
+
+
+def read_thresholds(path: str) -> dict[str, float]:
+    """A `--thresholds` file: a JSON object {label: threshold}; anything else is one line naming it."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: expected a JSON file {{label: threshold}}, got no such file") from None
+    except (ValueError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: expected a JSON object {{label: threshold}}, got invalid JSON "
+                        f"({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict) or not data:
+        raise UserError(f"{path}: expected a JSON object {{label: threshold}} with a label, got "
+                        f"{json.dumps(data)[:60]}")
+    return data
 
 
 @main.command(context_settings=CONTEXT)

@@ -53,7 +53,7 @@ PAPER_TABLE2: dict[str, dict[str, float]] = {
 def paper_figure(model: str, dataset: str) -> float | None:
     """Kim (2014)'s accuracy (%) for a table row (a `model_label`) on a dataset, if the paper has it."""
     base = model.split(" ")[0]
-    if "[sentences only]" in model:
+    if "[" in model:  # sentences only, or a choice of the menu: rows the paper does not have
         return None
     return PAPER_TABLE2.get(base, {}).get(dataset)
 
@@ -69,7 +69,22 @@ def model_label(recipe: TextRecipe) -> str:
         label += f" ({source if source in ('word2vec', 'minilm') else Path(source).name})"
     if recipe.data.dataset in ("sst1", "sst2") and not recipe.data.phrases:
         label += " [sentences only]"
-    return label
+    menu = menu_choices(recipe)
+    return label + (f" [{menu}]" if menu else "")
+
+
+MENU = ("activation", "pooling", "batch_norm", "weight_norm", "input_noise", "word_dropout")
+"""The model settings beyond Kim's paper: a run that changes one is a row of its own."""
+
+
+def menu_choices(recipe: TextRecipe) -> str:
+    """The model's choices that differ from Kim's, e.g. 'activation=tanh, pooling=kmax k=3' ('' for
+    Kim's own model)."""
+    model = recipe.model
+    changed = [key for key in MENU if getattr(model, key) != getattr(type(model), key)]  # the defaults
+    return ", ".join(f"{key}={getattr(model, key)}" + (f" k={model.k}" if key == "pooling" and
+                                                         model.pooling == "kmax" else "")
+                     for key in changed)
 
 
 SST_TREE_FILES = ("train.txt", "dev.txt", "test.txt")

@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from textcnn.core.config import dump_yaml, to_dict
 from textcnn.core.distributed import is_main_process
 from textcnn.core.errors import TextCNNError, check_classes
 from textcnn.core.io import atomic_write_json, atomic_write_text
-from textcnn.core.metrics import evaluation_report
+from textcnn.core.metrics import MULTI_LABEL_FIGURES, evaluation_report, multi_label_report
 from textcnn.core.rundir import (
     RunIdentity,
     TrainOutcome,
@@ -25,7 +27,7 @@ from textcnn.core.rundir import (
     run_identity,
 )
 from textcnn.core.streaming import Prediction, chunked, ranked_predictions
-from textcnn.data import LabelMap, detect_format, load_data
+from textcnn.data import LabelMap, detect_format, label_sets, load_data, single_labels
 from textcnn.data.splits import Examples, TextSplits, examples
 from textcnn.documents import (
     folder_splits,
@@ -34,6 +36,7 @@ from textcnn.documents import (
     newsgroups_splits,
 )
 from textcnn.estimator import TextCNNClassifier
+from textcnn.estimator.classifier import check_sample_weight
 from textcnn.kim2014 import benchmark_files, benchmark_splits, get_benchmark
 from textcnn.recipe import DataSection, TextRecipe, text_recipe
 from textcnn.vectors import vectors_path
@@ -57,12 +60,32 @@ def recipe_splits(section: DataSection, *, seed: int) -> TextSplits:
         return folder_splits(section, seed=seed)
     columns = dict(text_column=section.text_column, label_column=section.label_column,
                    format=section.format)
+    train = load_data(section.train, split=section.split, weight_column=section.weight_column, **columns)
 
     def load(spec: str | None, split: str) -> Examples | None:
         return examples(load_data(spec, split=split, **columns)) if spec else None
 
-    return TextSplits(load(section.train, section.split), load(section.dev, "validation"),
-                      load(section.test, "test"))
+    return TextSplits(examples(train), load(section.dev, "validation"), load(section.test, "test"),
+                      train_weights=list(train["weight"]) if section.weight_column else None)
+
+
+def recipe_labels(recipe: TextRecipe, splits: TextSplits) -> TextSplits:
+    """`splits` with the labels the model takes: for a multi-label model, each text's list of
+    labels (a list as read, or a string split on `data.label_separator`); otherwise one label
+    per text, a list being an error naming the file and row."""
+    section = recipe.data
+
+    def convert(part: Examples | None, role: str) -> Examples | None:
+        if part is None:
+            return None
+        source = getattr(section, role) or section.dataset or role
+        texts, labels = part
+        if recipe.model.multi_label:
+            return texts, label_sets(labels, separator=section.label_separator, source=source)
+        return texts, single_labels(labels, source=source)
+
+    return replace(splits, train=convert(splits.train, "train"), dev=convert(splits.dev, "dev"),
+                   test=convert(splits.test, "test"))
 
 
 def recipe_data_format(section: DataSection) -> str | None:
@@ -115,7 +138,7 @@ def _start_run(recipe: TextRecipe, out_dir: Path, *, overwrite: bool = False
     yields that YAML text, the splits and the run's identity."""
     identity = text_run_identity(recipe)
     with open_run_folder(out_dir, identity, overwrite=overwrite) as run:
-        splits = recipe_splits(recipe.data, seed=recipe.train.seed)
+        splits = recipe_labels(recipe, recipe_splits(recipe.data, seed=recipe.train.seed))
         run.begin()
         resolved = dump_yaml(to_dict(recipe))
         if run.writes:
@@ -136,9 +159,16 @@ def train_recipe(recipe: TextRecipe, out_dir: str | Path, *, overwrite: bool = F
         if recipe.model.arch != "kim-cnn":
             return _train_baseline(recipe, splits, out_dir, identity)
         clf = TextCNNClassifier(**recipe.estimator_params())
+        weights = None
+        if splits.train_weights is not None:
+            try:
+                weights = check_sample_weight(splits.train_weights, len(splits.train[0]))
+            except TextCNNError as exc:
+                raise TextCNNError(f"{recipe.data.train}: column '{recipe.data.weight_column}' "
+                                   f"(data.weight_column): {exc}") from None
         start = time.perf_counter()
         dev_texts, dev_labels = splits.dev if splits.dev is not None else (None, None)
-        clf.fit_into(out_dir / "train", *splits.train, X_dev=dev_texts, y_dev=dev_labels)
+        clf.fit_into(out_dir / "train", *splits.train, sample_weight=weights, X_dev=dev_texts, y_dev=dev_labels)
         return _report_and_save(recipe, clf, splits, out_dir, resolved, identity,
                                 time.perf_counter() - start)
 
@@ -191,17 +221,21 @@ def _report_and_save(recipe: TextRecipe, clf: TextCNNClassifier, splits, out_dir
         "wall_seconds": round(wall_seconds, 2)}
     metrics["precision"] = getattr(clf, "precision_", None)  # of the training's matrix products
     metrics["cuda_graphs"] = getattr(clf, "cuda_graphs_", None)  # batch shapes replayed as graphs
+    metrics["fast_path"] = getattr(clf, "fast_path_", None)  # trained through the projection path
     if fold_batched is not None:
         metrics["fold_batched"] = fold_batched
     if getattr(clf, "coverage_", None) is not None:
         metrics["vector_coverage"] = round(float(clf.coverage_), 4)
+    if clf.multi_label:
+        metrics["multi_label"] = True
+        if getattr(clf, "thresholds_", None) is not None:  # tuned on dev data
+            metrics["thresholds"] = {str(c): round(float(t), 6) for c, t in zip(clf.classes_, clf.thresholds_)}
     if not is_main_process():  # under torchrun rank 0 tests and saves the model, the others stop here
         return TrainOutcome(out_dir=out_dir, model_dir=out_dir / "model", metrics=metrics)
     if splits.test is not None:
-        report = evaluation_report(clf.label_map_.encode(splits.test[1]),
-                                   clf.label_map_.encode(clf.predict(splits.test[0])),
-                                   [str(c) for c in clf.classes_])
-        metrics.update({f"test_{k}": report[k] for k in ("accuracy", "macro_f1", "examples")})
+        report = classifier_report(clf, *splits.test, source=recipe.data.test or recipe.data.dataset or "test")
+        keys = [k for k, _ in MULTI_LABEL_FIGURES] if clf.multi_label else ["accuracy", "macro_f1"]
+        metrics.update({f"test_{k}": report[k] for k in (*keys, "examples")})
         metrics["test_report"] = report
     model_dir = clf.save(out_dir / "model", recipe=resolved, metrics=metrics)
     atomic_write_json(out_dir / "results.json", {k: v for k, v in metrics.items() if k != "test_report"})
@@ -245,21 +279,55 @@ def load_model(path: str | Path) -> TextCNNClassifier:
     return TextCNNClassifier.load(path)
 
 
+def classifier_report(clf: TextCNNClassifier, texts: list[str], labels: list[Any], *,
+                      source: str = "labels") -> dict[str, Any]:
+    """`clf`'s figures on labelled texts: accuracy, macro-F1, per-class report and confusion
+    matrix; for a multi-label model (labels: a list per text) micro-, macro- and samples-F1,
+    subset accuracy, Hamming loss and the per-label report. A label the model never saw is a
+    `TextCNNError` naming `source`."""
+    names = [str(c) for c in clf.classes_]
+    try:
+        if clf.multi_label:
+            truth = np.zeros((len(labels), len(names)), dtype=np.int64)
+            for row, items in enumerate(labels):
+                truth[row, clf.label_map_.encode(list(items))] = 1
+            return multi_label_report(truth, clf.predict(texts), names)
+        truth = clf.label_map_.encode(labels)
+    except TextCNNError as exc:
+        raise TextCNNError(f"{source}: {exc}") from None
+    return evaluation_report(truth, clf.label_map_.encode(clf.predict(texts)), names)
+
+
 def evaluate_model(model: str | Path, data_file: str | Path | None, *, data_format: str | None = None,
-                   text_column: str = "text", label_column: str = "label") -> dict[str, Any]:
+                   text_column: str = "text", label_column: str = "label",
+                   label_separator: str | None = None) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class report and confusion matrix of a saved text model on the
-    labelled texts of `data_file`."""
+    labelled texts of `data_file` (for a multi-label model, `classifier_report`'s figures; its
+    labels are lists, or strings split on `label_separator`, by default the training recipe's
+    `data.label_separator`)."""
     if data_file is None:
         raise TextCNNError("evaluate: a text model needs --data FILE with labelled texts")
     clf = load_model(model)
     ds = load_data(data_file, format=data_format, text_column=text_column, label_column=label_column)
     texts, labels = list(ds["text"]), list(ds["label"])
-    try:
-        truth = clf.label_map_.encode(labels)
-    except TextCNNError as exc:
-        raise TextCNNError(f"{data_file}: {exc}") from None
-    predicted = clf.label_map_.encode(clf.predict(texts))
-    return evaluation_report(truth, predicted, [str(c) for c in clf.classes_])
+    if clf.multi_label:
+        separator = label_separator if label_separator is not None else _recipe_separator(model)
+        labels = label_sets(labels, separator=separator, source=str(data_file))
+    elif label_separator is not None:
+        raise TextCNNError(f"--label-separator: for multi-label models; {model} predicts one label per "
+                           f"text (got {label_separator!r})")
+    else:
+        labels = single_labels(labels, source=str(data_file))
+    return classifier_report(clf, texts, labels, source=str(data_file))
+
+
+def _recipe_separator(model: str | Path) -> str | None:
+    """`data.label_separator` of the recipe a model directory was trained from (None without one)."""
+    path = Path(model) / "recipe.yaml"
+    if not path.is_file():
+        return None
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return (data.get("data") or {}).get("label_separator") if isinstance(data, dict) else None
 
 
 # Texts read and predicted at a time by `predict_stream`: enough for full inference batches,
@@ -269,21 +337,33 @@ CHUNK_CHARS = 1 << 20  # characters per chunk (long texts make smaller chunks)
 
 
 def predict_stream(model: str | Path | TextCNNClassifier, inputs: Iterable[str], *, top_k: int = 1,
-                   threshold: float | None = None, abstain: Any = None) -> Iterator[Prediction]:
+                   threshold: float | None = None, abstain: Any = None,
+                   thresholds: Mapping[Any, float] | None = None,
+                   label_top_k: bool = False) -> Iterator[Prediction]:
     """Predictions for texts, read, predicted and yielded a chunk at a time (CHUNK_TEXTS texts
     or CHUNK_CHARS characters), so an input of any length takes bounded memory and the first
     results come at once (see `textcnn.core.streaming`).
 
     `threshold` and `abstain` decide `label` as `TextCNNClassifier.predict` does: a single-label
     model abstains below the threshold; for a multi-label model `label` lists the labels whose
-    probability reaches the threshold (default: the model's). When reading `inputs` raises a
-    `TextCNNError` (a line that does not decode), the inputs before it are still predicted and
-    yielded, then the error is raised."""
+    probability reaches its threshold: `threshold` for all, else the model's (tuned per label, or
+    its `threshold`), with `thresholds` {label: threshold} over them; with `label_top_k`, the
+    `top_k` most probable labels (of those, the ones reaching `threshold` or `thresholds` when
+    given; a single-label model's decision is its top label either way). When reading `inputs` raises a `TextCNNError` (a line that does not decode), the
+    inputs before it are still predicted and yielded, then the error is raised."""
     clf = model if isinstance(model, TextCNNClassifier) else load_model(model)
+    per_label = None
+    if clf.multi_label:
+        per_label = clf.decision_thresholds(threshold=threshold, thresholds=thresholds)
+        if label_top_k and threshold is None and thresholds is None:
+            per_label = None  # the top k, whatever their probabilities
+    elif thresholds is not None:
+        raise TextCNNError(f"thresholds: for multi-label models; this one predicts one label per text "
+                           f"(got {dict(thresholds)!r})")
     yield from ranked_predictions(chunked(inputs, max_items=CHUNK_TEXTS, max_chars=CHUNK_CHARS),
                                   clf.predict_proba, [_plain(c) for c in clf.classes_], top_k=top_k,
                                   threshold=threshold, abstain=abstain, multi_label=clf.multi_label,
-                                  model_threshold=clf.threshold)
+                                  model_threshold=per_label, label_top_k=label_top_k)
 
 
 def predict_texts(model: str | Path | TextCNNClassifier, texts: list[str], *,

@@ -8,7 +8,12 @@ so it only needs each word's projection through each filter tap, `W_h[:, :, k] @
 Stacked by tap, these form a table with rows k*U + u, and the convolution at every position is a
 sum of h table rows, which `F.embedding_bag(mode="sum")` gathers and adds in one fused step.
 Since ReLU is monotone and the bias is constant over time, max_t relu(x_t + b) equals
-relu(max_t x_t + b), so the bias and ReLU are applied after pooling.
+relu(max_t x_t + b), so the bias and ReLU are applied after pooling (the same holds for every
+non-decreasing activation, `KimCNNConfig.activation_after_max`). Other choices of the model's
+menu (average, L2 or k-max pooling, batch norm, a softmax or PReLU) take the windows' sums as the
+convolution's output and go through `textcnn.model.pool_windows`, as the plain model does; word
+dropout acts on the ids before the projection. Gaussian input noise is drawn per position, which
+a table of distinct words cannot hold: that model trains on the plain path (see the estimator).
 
 - Training (`projected_features`): the table covers the batch's distinct words only. A batch of
   50 sentences has about half as many distinct words as positions, so the projection GEMM (and
@@ -23,11 +28,15 @@ that both paths give the same features, logits and gradients to float tolerance.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from textcnn.model import KimCNN
+from textcnn.model import KimCNN, KimCNNConfig, pool_windows, valid_windows
+
+Stage = tuple[nn.Module, nn.Module]  # a width's norm and activation
 
 # Windows (texts x positions) summed at a time at inference: 16,384 windows of 100 maps are
 # 6.5 MB of sums per width, so a 50,000-word document needs no more memory than a short batch.
@@ -60,57 +69,77 @@ def tap_tables(vectors: torch.Tensor, model: KimCNN, *,
             for p, w in zip(projected, widths)]
 
 
-def pool_from_tables(tables: list[torch.Tensor], biases: list[torch.Tensor], rows: torch.Tensor,
-                     lengths: torch.Tensor, *, pad_row: int, widths: list[int],
-                     chunk: int | None = None) -> torch.Tensor:
-    """Max-over-time features [N, maps * len(widths)] from tap tables.
+def pool_from_tables(tables: list[torch.Tensor], biases: list[torch.Tensor | None], rows: torch.Tensor,
+                     lengths: torch.Tensor, *, pad_row: int, config: KimCNNConfig,
+                     stages: list[Stage], chunk: int | None = None) -> torch.Tensor:
+    """Pooled features [N, num_features] from tap tables, as `KimCNN.features` gives them.
 
     `rows` [N, L] indexes each word's table row (right-padded with `pad_row`, whose projection
-    is zero); `lengths` [N] counts real words. Windows of padding alone are left out, and an
-    empty sentence gives zero features, as in `KimCNN.features`. With `chunk`, the windows are
-    summed and pooled at most `chunk` (N x windows) at a time, each piece reading `width - 1`
-    positions past its last window start, and the pieces' maxima combined: the same features,
-    with memory bounded by `chunk` rather than by the texts' length.
+    is zero); `lengths` [N] counts real words; `biases` (None: a convolution without one) and
+    `stages` (each width's norm and activation) come from the model. Windows of padding alone are
+    left out, and an empty sentence gives zero features, as in `KimCNN.features`. With `chunk`
+    and max pooling before the activation (Kim's order), the windows are summed and pooled at
+    most `chunk` (N x windows) at a time, each piece reading `width - 1` positions past its last
+    window start, and the pieces' maxima combined: the same features, with memory bounded by
+    `chunk` rather than by the texts' length. The other poolings see every window at once.
     """
     n = rows.shape[0]
     pooled = []
-    for width, table, bias in zip(widths, tables, biases):
+    for width, table, bias, (norm, act) in zip(config.widths, tables, biases, stages):
         n_rows = (table.shape[0] - 1) // width
         padded = F.pad(rows, (width - 1, width - 1), value=pad_row)
-        windows = padded.shape[1] - width + 1
-        step = windows if chunk is None else max(1, chunk // max(1, n))
         taps = torch.arange(width, device=rows.device) * n_rows
-        best = None
-        for first in range(0, windows, step):
-            last = min(windows, first + step)
-            # Window t ends at padded position t + width - 1 and holds no word once t >= length +
-            # width - 1 (or when the sentence is empty). Pointing that last tap at an extra -inf
-            # row rules such windows out of the max without masking the [N, T, maps] sums; no
-            # valid window reaches that row.
-            positions = torch.arange(first + width - 1, last + width - 1, device=rows.device)
-            beyond = (positions[None, :] >= lengths[:, None] + 2 * (width - 1)) | (lengths[:, None] == 0)
-            index = padded[:, first : last + width - 1].unfold(1, width, 1) + taps  # [N, last - first, width]
-            index[..., -1] = index[..., -1].masked_fill(beyond, width * n_rows)
-            sums = F.embedding_bag(index.reshape(-1, width), table, mode="sum")
-            piece = sums.view(n, last - first, -1).amax(dim=1)
-            best = piece if best is None else torch.maximum(best, piece)
-        pooled.append(torch.relu(best + bias))  # relu(-inf) = 0: an empty sentence gives zeros
+        windows = padded.shape[1] - width + 1
+        if config.activation_after_max:
+            valid = valid_windows(lengths, width, windows)
+            step = windows if chunk is None else max(1, chunk // max(1, n))
+            best = None
+            for first in range(0, windows, step):
+                last = min(windows, first + step)
+                index = padded[:, first:last + width - 1].unfold(1, width, 1) + taps  # [N, last - first, width]
+                # Pointing the last tap of every window without a word at the extra -inf row rules
+                # it out of the max without masking the [N, T, maps] sums; no valid window reaches it.
+                index[..., -1] = index[..., -1].masked_fill(~valid[:, first:last], width * n_rows)
+                sums = F.embedding_bag(index.reshape(-1, width), table, mode="sum")
+                piece = sums.view(n, last - first, -1).amax(dim=1)
+                best = piece if best is None else torch.maximum(best, piece)
+            if bias is not None:
+                best = best + bias
+            # an empty sentence's max is -inf: it gives zeros, as max_over_time does
+            pooled.append(act(best).masked_fill(lengths[:, None] == 0, 0.0))
+            continue
+        index = padded.unfold(1, width, 1) + taps  # [N, L + width - 1, width]: window t's rows
+        valid = valid_windows(lengths, width, index.shape[1])
+        sums = F.embedding_bag(index.reshape(-1, width), table, mode="sum").view(n, index.shape[1], -1)
+        if bias is not None:
+            sums = sums + bias
+        pooled.append(pool_windows(sums, valid, norm=norm, act=act, config=config))
     return torch.cat(pooled, dim=1)
+
+
+def stages_of(model: KimCNN) -> list[Stage]:
+    """Each width's norm and activation modules of `model`."""
+    return [(block.norm, block.act) for block in model.convs]
 
 
 def projected_features(model: KimCNN, ids: torch.Tensor, *,
                        matmul_dtype: torch.dtype | None = None) -> torch.Tensor:
     """`model.features(ids)` computed from the batch's distinct words (differentiable); see
-    `tap_tables` for `matmul_dtype`."""
+    `tap_tables` for `matmul_dtype`. Word dropout acts as in `KimCNN.features`; a model that adds
+    input noise in training is refused there (noise is drawn per position)."""
     cfg = model.config
+    if model.training and cfg.input_noise:
+        raise ValueError("projected features draw no input noise (it is drawn per position); "
+                         "train a model with input_noise on the plain path")
+    ids = model.word_dropout(ids)
     pad = torch.tensor([cfg.pad_id], device=ids.device)
     words, rows = torch.unique(torch.cat([ids.flatten(), pad]), return_inverse=True)
     rows = rows[:-1].view_as(ids)
     vectors = torch.cat([emb(words) for emb in model.embeddings], dim=-1)  # [U, C*D]
     pad_row = int(torch.searchsorted(words, pad))
     tables = tap_tables(vectors, model, matmul_dtype=matmul_dtype)
-    return pool_from_tables(tables, [b.conv.bias for b in model.convs], rows,
-                            (ids != cfg.pad_id).sum(dim=1), pad_row=pad_row, widths=list(cfg.widths))
+    return pool_from_tables(tables, [b.conv.bias for b in model.convs], rows, (ids != cfg.pad_id).sum(dim=1),
+                            pad_row=pad_row, config=cfg, stages=stages_of(model))
 
 
 def projected_logits(model: KimCNN, ids: torch.Tensor, *,
@@ -125,8 +154,6 @@ class ProjectedKimCNN(nn.Module):
     def __init__(self, model: KimCNN) -> None:
         super().__init__()
         cfg = model.config
-        if cfg.act_layer != "relu":
-            raise ValueError(f"projected inference needs a monotone ReLU, got act_layer '{cfg.act_layer}'")
         self.config = cfg
         with torch.no_grad():
             vectors = torch.cat([emb.weight for emb in model.embeddings], dim=-1)  # [V, C*D]
@@ -144,8 +171,12 @@ class ProjectedKimCNN(nn.Module):
                     torch.matmul(vectors, weight[:, :, k].t(), out=table[k * rows:(k + 1) * rows])
                 table[-1] = float("-inf")
                 self.register_buffer(f"table{i}", table)
-                self.register_buffer(f"bias{i}", block.conv.bias.detach().clone())
+                bias = block.conv.bias
+                self.register_buffer(f"bias{i}", torch.zeros(cfg.maps) if bias is None else bias.detach().clone())
                 start += size
+            # each width's norm (batch norm: its running statistics) and activation, as trained
+            self.norms = nn.ModuleList(copy.deepcopy(norm) for norm, _ in stages_of(model))
+            self.acts = nn.ModuleList(copy.deepcopy(act) for _, act in stages_of(model))
             self.fc = nn.Linear(cfg.num_features, cfg.num_classes)
             self.fc.load_state_dict(model.fc.state_dict())
         self.eval()
@@ -163,7 +194,16 @@ class ProjectedKimCNN(nn.Module):
         return pool_from_tables([getattr(self, f"table{i}") for i in range(n_widths)],
                                 [getattr(self, f"bias{i}") for i in range(n_widths)], ids,
                                 (ids != self.config.pad_id).sum(dim=1), pad_row=self.config.pad_id,
-                                widths=list(self.config.widths), chunk=CHUNK_WINDOWS)
+                                config=self.config, stages=list(zip(self.norms, self.acts)),
+                                chunk=CHUNK_WINDOWS)
+
+    def window_scores(self, index: int, sums: torch.Tensor) -> torch.Tensor:
+        """What width `index`'s maps make of windows whose tap sums are `sums` [..., maps]: the
+        bias, the norm (batch norm: its running statistics) and the activation."""
+        x = sums + getattr(self, f"bias{index}")
+        if self.config.batch_norm:
+            x = self.norms[index](x.reshape(-1, x.shape[-1])).view_as(x)
+        return self.acts[index](x)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """[N, L] token ids -> [N, num_classes] logits."""

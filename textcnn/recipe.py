@@ -52,6 +52,8 @@ class DataSection:
     split_seed: int | None = None  # seed of the stratified CV folds; None: train.seed
     phrases: bool = False  # SST: also train on every labelled phrase of the training trees
     encoding: str | None = None  # text encoding of document files (folders, 20ng); None: utf-8 (20ng: latin-1)
+    label_separator: str | None = None  # multi-label CSV/TSV: the labels of a text joined by this, e.g. '|'
+    weight_column: str | None = None  # table formats: a column of per-text loss weights in train (sample_weight)
 
     def __post_init__(self) -> None:
         for key in ("text_column", "label_column", "split"):
@@ -62,6 +64,12 @@ class DataSection:
         check_number("data.split_seed", self.split_seed, low=0, high=2**32 - 1, integer=True, optional=True)
         if self.encoding is not None:
             check_encoding("data.encoding", self.encoding)
+        for key in ("label_separator", "weight_column"):
+            if getattr(self, key) is not None and (not isinstance(getattr(self, key), str) or not getattr(self, key)):
+                raise TextCNNError(f"data.{key}: expected a non-empty string or null, got {shown(getattr(self, key))}")
+        if self.weight_column is not None and self.dataset:
+            raise TextCNNError(f"data.weight_column: expected null with data.dataset (a benchmark's files have "
+                               f"no columns), got {shown(self.weight_column)}")
 
 
 @dataclass
@@ -108,7 +116,7 @@ class ModelSection:
 
     arch: Literal["kim-cnn", "tfidf-logreg", "nbsvm", "fasttext"] = "kim-cnn"  # the CNN, or a baseline (fasttext: if installed)
     dev_fraction: float = 0.1  # share of train held out for selection when there is no dev data
-    class_weight: str | dict[str, float] | None = None  # None (null), 'balanced' or {label: weight}
+    class_weight: str | dict[str | int, float] | None = None  # None (null), 'balanced' or {label: weight}
     label_smoothing: float = 0.0  # cross-entropy label smoothing
     multi_label: bool = False  # sigmoid outputs with binary cross-entropy
     threshold: float = 0.5  # multi-label decision threshold
@@ -137,7 +145,6 @@ class ModelSection:
                     raise TextCNNError(f"model.{key}: expected {plain!r} with model.multi_label (binary "
                                        f"cross-entropy per label), got {shown(getattr(self, key))}")
 
-
     def kim_config(self, **internal: Any) -> KimCNNConfig:
         """`KimCNNConfig` with this section's settings and the fields `internal` gives (vocab_size,
         num_classes, pad_id, sparse; embedding_dim where pretrained vectors bring theirs)."""
@@ -147,13 +154,17 @@ class ModelSection:
 
 @dataclass
 class TextTrainConfig(TrainConfig):
-    """How a text model trains: the engine's settings (`TrainConfig`) and the batches' token budget."""
+    """How a text model trains: the engine's settings (`TrainConfig`), the batches' token budget
+    and the settings of the text model alone."""
 
     max_batch_tokens: int | None = DEFAULT_BATCH_TOKENS  # padded tokens (texts x longest) per training batch at most; None (null): train.batch_size alone
+    tune_thresholds: bool = False  # multi-label: each label's threshold chosen on dev data (best F1), kept with the model
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_number("train.max_batch_tokens", self.max_batch_tokens, low=1, integer=True, optional=True)
+        if not isinstance(self.tune_thresholds, bool):
+            raise TextCNNError(f"train.tune_thresholds: expected true or false, got {shown(self.tune_thresholds)}")
 
 
 @dataclass
@@ -170,6 +181,12 @@ class TextRecipe:
 
     def __post_init__(self) -> None:
         check_selection_metric(self.train, SELECTION_METRICS)
+        if self.train.tune_thresholds and not self.model.multi_label:
+            raise TextCNNError("train.tune_thresholds: used with model.multi_label only (a threshold per "
+                               "label), got true without it")
+        if self.data.label_separator is not None and not self.model.multi_label:
+            raise TextCNNError(f"data.label_separator: used with model.multi_label only (several labels "
+                               f"per text), got {shown(self.data.label_separator)} without it")
         if self.model.arch == "kim-cnn" and self.model.variant != "rand" and self.embeddings.path is None:
             raise TextCNNError(f"embeddings.path: variant '{self.model.variant}' needs pretrained vectors: "
                                "a vectors file, a checkpoint directory, 'minilm' or 'word2vec'; got none")
@@ -247,12 +264,7 @@ def recipe_from_estimator_params(params: dict[str, Any]) -> TextRecipe:
 
 def text_recipe(data: dict[str, Any], *, source: str | Path = "recipe") -> TextRecipe:
     """Check plain recipe data against `TextRecipe`; errors name the file and the key."""
-    recipe = typed_recipe(TextRecipe, data, source=source)
-    if recipe.model.multi_label:
-        raise TextCNNError(f"{source}: model.multi_label: expected false in a recipe (its data files "
-                           "hold one label per text); train multi-label models from Python: "
-                           "TextCNNClassifier(multi_label=True).fit(texts, label_lists)")
-    return recipe
+    return typed_recipe(TextRecipe, data, source=source)
 
 
 def default_data_dir(configured: str | None = None) -> Path:

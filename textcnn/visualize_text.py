@@ -2,8 +2,8 @@
 
 Each feature map of width h scores every h-word window of a sentence; the windows that score
 highest over a corpus show what the filter detects (the text analogue of Zeiler & Fergus's
-top-activating image patches). Scores are the ReLU'd convolution outputs, computed with the
-same tap tables as fast inference.
+top-activating image patches). Scores are the convolution outputs after the model's norm and
+activation (Kim's: ReLU), computed with the same tap tables as fast inference.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def top_ngrams(clf: estimator.TextCNNClassifier, texts: Sequence[str], *,
                                         max_count=estimator.INFERENCE_BATCH):
             batch = pad_batch([ids[i] for i in idx], pad_id=cfg.pad_id)
             for i, width in enumerate(cfg.widths):
-                table, bias = getattr(model, f"table{i}"), getattr(model, f"bias{i}")
+                table = getattr(model, f"table{i}")
                 n_rows = (table.shape[0] - 1) // width
                 if batch.shape[1] < width:
                     continue  # no text of this batch holds a whole n-gram of this width
@@ -53,14 +53,14 @@ def top_ngrams(clf: estimator.TextCNNClassifier, texts: Sequence[str], *,
                 windows = batch.unfold(1, width, 1)
                 taps = torch.arange(width) * n_rows
                 scores = F.embedding_bag((windows + taps).reshape(-1, width), table, mode="sum")
-                scores = torch.relu(scores.view(*windows.shape[:2], -1) + bias)
+                scores = model.window_scores(i, scores.view(*windows.shape[:2], -1))
                 valid = (windows != cfg.pad_id).all(dim=-1)
                 if not valid.any():
                     continue
                 # distinct n-grams of the batch, each with its best score per map
                 grams, inverse = torch.unique(windows[valid], dim=0, return_inverse=True)
                 flat = scores[valid]
-                gram_scores = torch.full((len(grams), flat.shape[1]), -1.0).scatter_reduce(
+                gram_scores = torch.full((len(grams), flat.shape[1]), float("-inf")).scatter_reduce(
                     0, inverse[:, None].expand_as(flat), flat, reduce="amax")
                 for m in maps:
                     values, where = gram_scores[:, m].topk(min(top, len(grams)))

@@ -1,11 +1,13 @@
 """Zeiler & Fergus (2014) style pictures of a network's first layer, as PNG grids.
 
-- `filter_grid`: every first-layer filter (colour filters in RGB, others as grey).
+- `plot_filters`: every first-layer filter, large enough to see each weight, titled, on one
+  colour scale shown beside them (colour filters as RGB on a shared scale, others as a heat map;
+  small kernels also print each weight).
 - `activation_grid`: a few inputs, each followed by the feature maps of chosen filters.
 - `patch_grid`: for each chosen filter, the input patches (its receptive field) that excite it
   most over a set of images, one patch per image.
 
-Grids are plain arrays: cells of equal size on a mid-grey background (so black and white
+The other two grids are plain arrays: cells of equal size on a mid-grey background (so black and white
 patches both stand out) with `GAP` pixels between and around them; small pictures are scaled up by a whole factor (nearest neighbour) until their
 longer side reaches `CELL`. PNGs are written atomically and have exactly the grid's size.
 """
@@ -98,13 +100,67 @@ def first_layer_maps(model: nn.Module, images: Tensor) -> Tensor:
     return torch.cat(captured)
 
 
-def filter_grid(weight: Tensor) -> np.ndarray:
-    """All filters `[K, C, k, k]`, each scaled to [0, 1] on its own, `FILTER_COLUMNS` a row."""
-    cells = [_unit(_rgb(f)) for f in weight]
-    factor = scale_factor(*cells[0].shape[:2])
-    cells = [upscale(c, factor) for c in cells]
-    rows = [cells[i:i + FILTER_COLUMNS] for i in range(0, len(cells), FILTER_COLUMNS)]
-    return grid(rows)
+FILTER_INCHES = 1.6  # the side of one filter's panel in `plot_filters`
+ANNOTATED_WEIGHTS = 49  # kernels of at most this many weights (7x7) print each value
+
+
+def filter_panels(weight: Tensor) -> tuple[np.ndarray, float]:
+    """What `plot_filters` draws of `weight` [K, C, kh, kw], and the scale's limit max|w|: for
+    three channels, RGB images [K, kh, kw, 3] of 0.5 + w / (2 max|w|); otherwise the weights
+    [K, kh, kw] (their mean over the input channels when there are several)."""
+    w = weight.detach().float().cpu().numpy()
+    if w.ndim != 4:
+        raise TextCNNError(f"plot_filters: expected filters [K, C, kh, kw], got shape {w.shape}")
+    if w.shape[1] == 3:
+        limit = float(np.abs(w).max()) or 1.0
+        return np.clip(0.5 + w.transpose(0, 2, 3, 1) / (2 * limit), 0, 1), limit
+    shown = w.mean(axis=1)
+    return shown, float(np.abs(shown).max()) or 1.0
+
+
+def plot_filters(weight: Tensor, path: str | Path, *, title: str | None = None) -> Path:
+    """Every filter of `weight` [K, C, kh, kw] as a titled panel, `FILTER_COLUMNS` a row, saved
+    as a PNG. One colour scale for all, symmetric about 0 (so panels compare and 0 is neutral):
+    three-channel filters as RGB, 0.5 + w / (2 max|w|) per channel; others as a blue-white-red
+    heat map of the weights (their mean over the input channels when there are several), with
+    each weight printed on kernels of up to `ANNOTATED_WEIGHTS` weights."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown, limit = filter_panels(weight)
+    count, channels, kh, kw = weight.shape
+    rgb = channels == 3
+    cols = min(count, FILTER_COLUMNS)
+    rows = math.ceil(count / cols)
+    fig, axes = plt.subplots(rows, cols, squeeze=False, layout="constrained",
+                             figsize=(cols * FILTER_INCHES + 1.2, rows * (FILTER_INCHES + 0.25) + 0.5))
+    for ax in axes.flat:
+        ax.axis("off")
+    image = None
+    for i in range(count):
+        ax = axes.flat[i]
+        if rgb:
+            ax.imshow(shown[i], interpolation="nearest")
+        else:
+            image = ax.imshow(shown[i], cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+            if kh * kw <= ANNOTATED_WEIGHTS:
+                for (r, c), value in np.ndenumerate(shown[i]):
+                    ax.text(c, r, f"{value:.2f}".replace("0.", "."), ha="center", va="center",
+                            fontsize=min(8.0, 28.0 / max(kh, kw)),
+                            color="white" if abs(value) > 0.6 * limit else "black")
+        ax.set_title(f"filter {i}", fontsize=9)
+    if image is None:  # RGB: the scale each channel is drawn on
+        image = plt.cm.ScalarMappable(norm=matplotlib.colors.Normalize(-limit, limit), cmap="gray")
+    bar = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=min(1.0, 0.5 + 0.25 * rows), aspect=15)
+    bar.set_label("weight" + (" (each RGB channel)" if rgb else
+                              f" (mean over {channels} input channels)" if channels > 1 else ""), fontsize=8)
+    fig.suptitle(title or f"{count} first-layer filters, {kh}x{kw}"
+                 + ("" if rgb or channels == 1 else f" x {channels} channels"), fontsize=10)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=130))
+    plt.close(fig)
+    return Path(path)
 
 
 def activation_grid(raw: Tensor, maps: Tensor, filters: Sequence[int]) -> np.ndarray:
@@ -187,13 +243,13 @@ def write_all(model: nn.Module, raw: Tensor, prepared: Tensor, out_dir: Path, *,
     maps = first_layer_maps(model, prepared).cpu()
     shown = min(samples, len(raw))
     return [
-        save_png(filter_grid(weight), out_dir / "filters.png"),
+        plot_filters(weight, out_dir / "filters.png"),
         save_png(activation_grid(raw[:shown], maps[:shown], filters), out_dir / "activations.png"),
         save_png(patch_grid(raw, maps, block.conv, filters, shown), out_dir / "patches.png"),
     ]
 
 
 __all__ = ["BACKGROUND", "CELL", "FILTER_COLUMNS", "GAP", "activation_grid", "check_filters",
-           "filter_grid", "first_block",
+           "filter_panels", "first_block", "plot_filters",
            "first_layer_maps", "grid", "patch_grid", "receptive_field", "save_png",
            "scale_factor", "top_patches", "upscale", "write_all"]

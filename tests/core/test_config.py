@@ -66,6 +66,12 @@ def test_overrides_parse_yaml_values_and_create_sections():
     assert got == {"model": {"dropout": 0.3, "widths": [2, 3]}, "train": {"epochs": 5}, "name": "abc"}
 
 
+def test_an_override_that_yaml_reads_as_empty_keeps_its_text():
+    # '|' and '>' alone start a YAML block scalar ('' when parsed); a label separator may be '|'
+    got = apply_overrides({}, ["data.label_separator=|", "a=>", "b=''", "c="])
+    assert got == {"data": {"label_separator": "|"}, "a": ">", "b": "", "c": ""}
+
+
 @pytest.mark.parametrize("item", ["novalue", "=3"])
 def test_bad_override_is_a_clear_error(item):
     with pytest.raises(TextCNNError, match="expected KEY=VALUE"):

@@ -49,7 +49,13 @@ CASES = [
                                         "{label: weight}, got 'even'"),
     ("text", "model.threshold=0.3", "model.threshold: used with model.multi_label only (each label's "
                                     "decision threshold), got 0.3 without it"),
-    ("text", "model.multi_label=true", "model.multi_label: expected false in a recipe"),
+    ("text", "model.k=3", "model.k: used with model.pooling kmax only (the values kept per feature map), "
+                          "got 3 with pooling 'max'"),
+    ("text", "model.activation=relux", "model.activation: expected one of linear, identity, none, sigmoid, "
+                                       "softmax, relu, leaky_relu, prelu, selu, tanh, got 'relux'"),
+    ("text", "model.word_dropout=1", "model.word_dropout: expected a number in [0, 1), got 1.0"),
+    ("text", "train.tune_thresholds=true", "train.tune_thresholds: used with model.multi_label only"),
+    ("text", "data.label_separator=;", "data.label_separator: used with model.multi_label only"),
     ("text", "model.variant=static", "embeddings.path: variant 'static' needs pretrained vectors"),
     ("text", "embeddings.word2vec_epochs=0", "embeddings.word2vec_epochs: expected an integer >= 1, got 0"),
     ("text", "train.patience=0", "train.patience: expected an integer >= 1 or null, got 0"),

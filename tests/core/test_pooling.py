@@ -18,6 +18,7 @@ from textcnn.core.pooling import (
     create_pool,
     kmax_pool,
     max_over_time,
+    pool_over_time,
 )
 
 WINDOW_REDUCERS = {
@@ -158,3 +159,58 @@ def test_kmax_pool_other_dim_and_errors() -> None:
     assert kmax_pool(x, 2, dim=0).tolist() == [[4.0, 5.0], [3.0, 6.0]]
     with pytest.raises(TextCNNError, match=r"k in 1\.\.3"):
         kmax_pool(x, 4, dim=0)
+
+
+# -- pooling over time with a padding mask (Kim's CNN and its menu) -----------------------------------
+def _brute_time_pool(x: np.ndarray, keep: np.ndarray, kind: str, k: int) -> np.ndarray:
+    """Each (row, channel)'s kept values pooled one at a time; k-max by trying every k-subset."""
+    rows = []
+    for n in range(x.shape[0]):
+        row = []
+        for c in range(x.shape[1]):
+            values = [float(v) for v, kept in zip(x[n, c], keep[n]) if kept]
+            if kind == "avg":
+                row.append(sum(values) / len(values) if values else 0.0)
+            elif kind == "l2":
+                row.append(math.sqrt(sum(v * v for v in values)))
+            else:  # kmax: the k-subset of largest sum, in position order; zeros where fewer kept
+                best = max(itertools.combinations(range(len(values)), min(k, len(values))),
+                           key=lambda idx: sum(values[i] for i in idx))
+                row.extend([values[i] for i in best] + [0.0] * (k - len(best)))
+        rows.append(row)
+    return np.array(rows)
+
+
+@pytest.mark.parametrize("kind, k", [("avg", 1), ("l2", 1), ("kmax", 1), ("kmax", 3), ("kmax", 6)])
+def test_pool_over_time_matches_brute_force_with_padding(kind, k):
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(4, 3, 5, generator=gen, dtype=torch.float64)
+    keep = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [0, 0, 0, 0, 0], [1, 1, 1, 1, 0]], dtype=torch.bool)
+    got = pool_over_time(x, ~keep, kind=kind, k=k)
+    expected = _brute_time_pool(x.numpy(), keep.numpy(), kind, k)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12, atol=1e-12)
+    assert got.shape == (4, 3 * (k if kind == "kmax" else 1))
+
+
+def test_pool_over_time_max_is_max_over_time_and_gradients_stay_finite():
+    x = torch.randn(3, 2, 4, requires_grad=True)
+    mask = torch.tensor([[False] * 4, [True] * 4, [False, False, True, True]])
+    torch.testing.assert_close(pool_over_time(x, mask, kind="max"), max_over_time(x, mask))
+    for kind in ("avg", "l2", "kmax"):
+        zeros = torch.zeros(3, 2, 4, requires_grad=True)  # all-zero maps: L2's sqrt at 0
+        pool_over_time(zeros, mask, kind=kind, k=3).sum().backward()
+        assert torch.isfinite(zeros.grad).all(), kind
+        x.grad = None
+        pool_over_time(x, mask, kind=kind, k=3).sum().backward()
+        # a padded position never gets a gradient
+        assert (x.grad[1] == 0).all() and (x.grad[2, :, 2:] == 0).all(), kind
+
+
+def test_pool_over_time_rejects_bad_input():
+    x = torch.zeros(2, 3, 4)
+    with pytest.raises(TextCNNError, match="kind in max, avg, l2, kmax"):
+        pool_over_time(x, kind="median")
+    with pytest.raises(TextCNNError, match="k as an integer"):
+        pool_over_time(x, kind="kmax", k=0)
+    with pytest.raises(TextCNNError, match="bool mask of shape"):
+        pool_over_time(x, torch.zeros(2, 5, dtype=torch.bool), kind="avg")

@@ -99,6 +99,11 @@ BASES: dict[str, dict[str, dict[str, Any]]] = {
         "sst_phrases": {"data.dataset": "sst2", "data.phrases": True},
         "documents": {"data.train": "{assets}/documents", "data.test": None},  # a Latin-1 file among them
         "capped": {"tokenizer.max_tokens": 4},  # texts cut to 4 words: which 4 is truncation's say
+        # multi-label: each text's labels as a list of one, or a '|'-joined string (tagged.csv)
+        "multi": {"model.multi_label": True},
+        "tagged": {"model.multi_label": True, "data.train": "{assets}/tagged.csv", "data.test": None},
+        "weighted": {"data.train": "{assets}/weighted.csv"},
+        "kmax": {"model.pooling": "kmax"},
     },
     "image": {
         "tiny": {},
@@ -179,6 +184,8 @@ PROBES: dict[str, tuple[Probe, ...]] = {
     "text:data.phrases": (Probe(True, "weights", base="sst"),),
     "text:data.encoding": (Probe("latin-1", "loads", base="documents",
                                  why="a Latin-1 document does not decode as the default utf-8"),),
+    "text:data.label_separator": (Probe("|", "weights", base="tagged"),),
+    "text:data.weight_column": (Probe("weight", "weights", base="weighted"),),
     "text:tokenizer.min_frequency": (Probe(2, "weights"),),
     "text:tokenizer.max_size": (Probe(10, "weights"),),
     "text:tokenizer.lowercase": (Probe(False, "weights", base="cased"),),
@@ -199,11 +206,25 @@ PROBES: dict[str, tuple[Probe, ...]] = {
     "text:model.dev_fraction": (Probe(0.3, "weights"),),
     "text:model.class_weight": (Probe({"positive": 3.0}, "weights"),),
     "text:model.label_smoothing": (Probe(0.2, "weights"),),
-    "text:model.multi_label": (Probe(True, "rejected", why="recipe data holds one label per text"),),
-    "text:model.threshold": (Probe(0.3, "rejected", why="a multi-label setting, and recipes are single-label"),),
+    "text:model.activation": (Probe("tanh", "weights"), Probe("tanh", "weights", base="plain")),
+    "text:model.pooling": (Probe("avg", "weights"), Probe("kmax", "weights", base="plain")),
+    "text:model.k": (Probe(3, "weights", base="kmax"),
+                     Probe(3, "rejected", why="k is the number of values kmax pooling keeps")),
+    "text:model.batch_norm": (Probe(True, "weights"), Probe(True, "weights", base="plain")),
+    "text:model.weight_norm": (Probe(True, "weights"),),
+    "text:model.input_noise": (Probe(0.5, "weights", base="plain"),
+                               Probe(0.5, "fast_path_fallback", why="the fast path draws no per-word noise: "
+                                     "the run trains on the plain path, says so and records fast_path false")),
+    "text:model.word_dropout": (Probe(0.5, "weights"), Probe(0.5, "weights", base="plain")),
+    "text:model.multi_label": (Probe(True, "weights"),),
+    "text:model.threshold": (Probe(0.3, "results", base="multi",
+                                   keys=("dev_accuracy", "test_micro_f1", "test_subset_accuracy")),
+                             Probe(0.3, "rejected", why="the threshold of each label of a multi-label model")),
     "text:model.fast": (Probe(False, "weights"),),
     **{f"text:{k}": v for k, v in _train_probes("text").items()},
     "text:train.max_batch_tokens": (Probe(40, "weights"),),
+    "text:train.tune_thresholds": (Probe(True, "results", base="multi", keys=("thresholds", "test_micro_f1")),
+                                   Probe(True, "rejected", why="thresholds per label: multi-label only")),
     # -- image ------------------------------------------------------------------------------------
     "image:task": (Probe("detection", "rejected", match="unknown key"),),
     "image:name": (Probe("renamed", "default_out_dir", why="the run's default folder is runs/<name>"),),
@@ -479,6 +500,12 @@ def check_loads(walk, kind, key, probe, base, probed):
     assert base.error is not None and probed.error is None and probed.weights is not None
 
 
+def check_fast_path_fallback(walk, kind, key, probe, base, probed):
+    assert (base.results["fast_path"], probed.results["fast_path"]) == (True, False)
+    assert [w for w in probed.warnings if "trains on the plain path" in w]
+    assert weights_differ(base.weights, probed.weights)
+
+
 def check_baseline_model(walk, kind, key, probe, base, probed):
     assert probed.weights is None and base.weights is not None
     assert probed.results["arch"] == probe.value and "test_accuracy" in probed.results
@@ -489,7 +516,7 @@ CHECKS: dict[str, Check] = {
     "epochs_run": check_epochs_run, "time_budget": check_time_budget, "progress": check_progress,
     "threads": check_threads, "device": check_device, "amp": check_amp,
     "cuda_graphs": check_cuda_graphs, "sync_batchnorm": check_sync_batchnorm, "default_out_dir": check_default_out_dir, "loads": check_loads,
-    "baseline_model": check_baseline_model,
+    "baseline_model": check_baseline_model, "fast_path_fallback": check_fast_path_fallback,
 }
 MAY_FAIL = {"device", "loads"}  # checks that expect an error from the baseline or the probe
 
@@ -533,6 +560,11 @@ def _write_text_assets(root: Path) -> None:
     _write_csv(root / "train_b.csv", ["text", "label"], second)
     _write_csv(root / "test.csv", ["text", "label"], held[:20])
     _write_csv(root / "dev.csv", ["text", "label"], held[20:32])
+    _write_csv(root / "tagged.csv", ["text", "label"],  # a second tag on every third text
+               [[t, f"{y}|{'long' if len(t) > 60 else 'short'}" if i % 3 == 0 else y]
+                for i, (t, y) in enumerate(first)])
+    _write_csv(root / "weighted.csv", ["text", "label", "weight"],
+               [[t, y, 5.0 if i % 4 == 0 else 1.0] for i, (t, y) in enumerate(first)])
     _write_csv(root / "cased.csv", ["text", "label"],
                [[t.title() if i % 2 else t, y] for i, (t, y) in enumerate(first)])
     (root / "train.data").write_text((root / "train.csv").read_text())  # a suffix no reader knows

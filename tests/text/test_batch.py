@@ -2,6 +2,7 @@
 
 import csv
 import json
+import statistics
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,7 @@ def test_tables_have_mean_std_and_paper_figures(tmp_path):
     rows = [{"run": f"mr/rand/fold={k}", "model": "CNN-rand", "dataset": "mr", "accuracy": a}
             for k, a in enumerate([0.75, 0.77])]
     rows += [{"run": "trec/nbsvm", "model": "NBSVM", "dataset": "trec", "accuracy": 0.9}]
+    rows += [{"run": "mr/rand-avg", "model": "CNN-rand [pooling=avg]", "dataset": "mr", "accuracy": 0.7}]
     stats = summarize(rows)
     assert stats[("CNN-rand", "mr")]["mean"] == pytest.approx(76.0)
     assert stats[("CNN-rand", "mr")]["std"] == pytest.approx(1.41421356, rel=1e-6)
@@ -66,8 +68,23 @@ def test_tables_have_mean_std_and_paper_figures(tmp_path):
     md = (tmp_path / "table.md").read_text().splitlines()
     assert md[0] == "| model | MR | TREC |"
     assert md[2].startswith("| CNN-rand | 76.0 ± 1.4 (n=2) [paper 76.1] | – |")
+    # a choice of the model's menu is no row of the paper: no paper figure beside it
+    assert "| CNN-rand [pooling=avg] | 70.0 ± 0.0 (n=1) | – |" in md
     table = list(csv.DictReader((tmp_path / "table.csv").open()))
-    assert {(r["model"], r["dataset"]) for r in table} == {("CNN-rand", "mr"), ("NBSVM", "trec")}
+    assert {(r["model"], r["dataset"]) for r in table} == {("CNN-rand", "mr"), ("NBSVM", "trec"),
+                                                          ("CNN-rand [pooling=avg]", "mr")}
+    # the same figures as a chart: table.png, from the table's points
+    from PIL import Image
+
+    from textcnn.tasks import TASKS
+
+    points = {(p.model, p.dataset): p for p in TASKS["text"].table(rows).chart}
+    assert points[("CNN-rand", "MR")].mean == pytest.approx(76.0) and points[("CNN-rand", "MR")].reference == 76.1
+    assert points[("CNN-rand", "MR")].std == pytest.approx(stats[("CNN-rand", "mr")]["std"])
+    assert points[("NBSVM", "TREC")].reference is None and points[("NBSVM", "TREC")].n == 1
+    assert points[("CNN-rand [pooling=avg]", "MR")].reference is None
+    width, height = Image.open(tmp_path / "table.png").size
+    assert width > 600 and height > 200
 
 
 @pytest.mark.slow
@@ -318,3 +335,52 @@ def test_rows_from_before_fingerprints_count_by_name_with_a_note_and_overwrite_r
     rows = read_results(out / "results.jsonl")
     assert sorted(r["run"] for r in rows) == ["sample/seed=1", "sample/seed=2"]
     assert all(len(r["fingerprint"]) == 64 for r in rows)
+
+
+def test_plot_table_script_draws_a_results_file(tmp_path):
+    import importlib.util
+
+    from PIL import Image
+
+    rows = [{"run": f"mr/rand/fold={k}", "task": "text", "model": "CNN-rand", "dataset": "mr", "accuracy": a}
+            for k, a in enumerate([0.75, 0.77, 0.76])]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = importlib.util.spec_from_file_location("plot_table", REPO / "scripts" / "plot_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    path = module.main([str(tmp_path / "results.jsonl"), str(tmp_path / "img" / "chart.png")])
+    assert Image.open(path).size[0] > 300
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(Exception, match="expected finished text runs"):
+        module.main([str(tmp_path / "empty.jsonl"), str(tmp_path / "x.png")])
+
+
+def test_ablation_table_script_shows_accuracy_and_the_selected_epochs(tmp_path):
+    import importlib.util
+
+    rows = [{"run": f"ablation/{act}/{pool}/fold={k}", "task": "text", "dataset": "mr", "fold": k,
+             "model": f"CNN-rand [{act}, {pool}]", "accuracy": acc, "best_epoch": epoch}
+            for act, pool, k, acc, epoch in [("relu", "max", 0, 0.75, 9), ("relu", "max", 1, 0.77, 7),
+                                             ("tanh", "avg", 0, 0.70, 3)]]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = importlib.util.spec_from_file_location("ablation_table", REPO / "scripts" / "ablation_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    doc = tmp_path / "text.md"
+    doc.write_text(f"before\n{module.MARKER}\nold table\n{module.MARKER}\nafter\n")
+    text = module.main([str(tmp_path / "results.jsonl"), "--doc", str(doc), "--out", str(tmp_path / "out")])
+    lines = text.splitlines()
+    assert lines[0] == "| activation \\ pooling | max | avg |"
+    # relu/max: mean and sample std of 75 and 77
+    assert lines[2] == f"| relu | 76.0 ± {statistics.stdev([75.0, 77.0]):.1f} (n=2; epochs 9/7) | – |"
+    assert lines[3] == "| tanh | – | 70.0 ± 0.0 (n=1; epochs 3) |"
+    assert doc.read_text() == f"before\n{module.MARKER}\n{text}\n{module.MARKER}\nafter\n"
+    # --out holds the batch's own files, as `textcnn batch` writes them from the same rows
+    assert read_results(tmp_path / "out" / "results.jsonl") == rows
+    write_tables(rows, tmp_path)
+    for name in ("table.md", "table.csv"):
+        assert (tmp_path / "out" / name).read_text() == (tmp_path / name).read_text()
+    assert (tmp_path / "out" / "table.png").read_bytes()[:4] == b"\x89PNG"
+    doc.write_text("no markers\n")
+    with pytest.raises(Exception, match="expected two"):
+        module.main([str(tmp_path / "results.jsonl"), "--doc", str(doc)])

@@ -96,7 +96,7 @@ def test_new_training_parameters_are_scikit_learn_parameters(sample):
 
 def test_one_class_is_an_error_like_scikit_learns():
     with pytest.raises(TextCNNError, match=r"^y: expected at least 2 classes in the training labels, "
-                                           r"got 1: 'pos'$"):
+                                           r"got 1 class: 'pos'$"):
         TextCNNClassifier(**TINY).fit(["good", "fine film", "great"], ["pos", "pos", "pos"])
 
 
@@ -164,7 +164,7 @@ def test_cli_one_class_training_set_exits_2(tmp_path):
     result = _train("--out", str(tmp_path / "run"), "--set", f"data.train={data}", "--set", "data.test=null")
     assert result.exit_code == 2
     assert result.output == (f"Error: {data}: expected at least 2 classes in the training labels, "
-                             f"got 1: 'pos'\n")
+                             f"got 1 class: 'pos'\n")
 
 
 def test_cli_nan_loss_exits_2_naming_the_epoch_and_the_learning_rate(tmp_path):

@@ -14,14 +14,7 @@ from textcnn.core.engine import TrainConfig, Trainer
 from textcnn.model import KimCNN, KimCNNConfig
 from textcnn.projection import projected_logits
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors: a second thread only adds OpenMP waiting (slow on a loaded machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 CONFIG = KimCNNConfig(vocab_size=40, num_classes=3, embedding_dim=6, widths=[2, 3], maps=4, dropout=0.0)
@@ -39,13 +32,14 @@ def _batches():
     return out
 
 
-def _train(sparse: bool, settings: dict) -> KimCNN:
+def _train(sparse: bool, settings: dict, menu: dict | None = None) -> KimCNN:
     torch.manual_seed(0)
-    model = KimCNN(replace(CONFIG, sparse=sparse))
+    model = KimCNN(replace(CONFIG, sparse=sparse, **(menu or {})))
     forward = projected_logits if sparse else KimCNN.__call__
     batches = _batches()
     config = TrainConfig(epochs=3, optimizer="lazy_adadelta" if sparse else "adadelta", progress=False,
                          device="cpu", **settings)
+    torch.manual_seed(1)  # word dropout draws from here, in the same order on both paths
     Trainer(model, config=config, batches=lambda epoch, generator: batches,
             loss_fn=lambda m, b: F.cross_entropy(forward(m, b[0]), b[1]),
             after_step=KimCNN.apply_max_norm, steps_per_epoch=len(batches)).fit()
@@ -77,3 +71,12 @@ def test_fast_path_trains_the_plain_paths_weights(settings, untouched):
     if "l1" in settings or "l2" in settings or "weight_decay" in settings:
         # rows no batch holds move only through the penalty or decay, on both paths
         assert not torch.equal(fast.embeddings[0].weight[30:], untouched.embeddings[0].weight[30:])
+
+
+@pytest.mark.parametrize("menu", [dict(activation="tanh", pooling="avg"), dict(pooling="kmax", k=2, batch_norm=True),
+                                  dict(activation="selu", pooling="l2", weight_norm=True, word_dropout=0.3)],
+                         ids=["tanh-avg", "kmax-batch_norm", "selu-l2-weight_norm-word_dropout"])
+def test_fast_path_trains_the_plain_paths_weights_under_the_models_menu(menu):
+    fast, plain = _train(True, {}, menu), _train(False, {}, menu)
+    for (name, a), b in zip(fast.state_dict().items(), plain.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)

@@ -40,7 +40,9 @@ def _default(f: dataclasses.Field):
 
 def test_kim_settings_have_one_name_default_and_comment_in_config_recipe_and_estimator():
     kim = settings_of(KimCNNConfig)
-    assert [f.name for f in kim] == ["variant", "widths", "maps", "dropout", "max_norm", "embedding_dim"]
+    assert [f.name for f in kim] == ["variant", "widths", "maps", "dropout", "max_norm", "embedding_dim",
+                                     "activation", "pooling", "k", "batch_norm", "weight_norm", "input_noise",
+                                     "word_dropout"]
     section = {f.name: f for f in dataclasses.fields(ModelSection)}
     config_comments, section_comments = field_comments(KimCNNConfig), field_comments(ModelSection)
     for f in kim:

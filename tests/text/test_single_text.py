@@ -75,3 +75,15 @@ def test_the_scorer_reads_the_tables_in_place_or_copies_them(sample):
     assert not np.shares_memory(copied.table, projected.table0.numpy())
     texts = texts_for(clf)
     np.testing.assert_array_equal(np.vstack([copied(t) for t in texts]), np.vstack([in_place(t) for t in texts]))
+
+
+@pytest.mark.parametrize("menu", [dict(activation="tanh"), dict(pooling="avg"), dict(batch_norm=True)])
+def test_a_model_off_kims_relu_and_max_predicts_one_text_on_the_batched_path(sample, menu):
+    X, y = sample
+    clf = TextCNNClassifier(maps=4, embedding_dim=8, epochs=1, seed=0, **menu).fit(X, y)
+    texts = texts_for(clf)[:5]
+    batched = class_scores(clf.model_, clf.tokenizer_.encode_batch(texts), torch.device("cpu"),
+                           multi_label=False)
+    alone = np.vstack([clf.predict_proba([text]) for text in texts])
+    assert getattr(clf, "_single_scorer", None) is None  # the lean path computes ReLU after max only
+    np.testing.assert_allclose(alone, batched, rtol=1e-5, atol=1e-6)

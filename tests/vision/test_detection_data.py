@@ -21,7 +21,7 @@ from vision.detection.data import (
     scale_jitter,
     shapes_splits,
 )
-from vision.detection.draw import draw_detections, save_png
+from vision.detection.draw import PALETTE, draw_detections, readable_scale, save_png
 from vision.ops import box_iou
 
 
@@ -344,6 +344,20 @@ def test_draw_detections_outlines_box_and_keeps_inside(tmp_path):
     path = save_png(out, tmp_path / "sub" / "det.png")
     assert np.array_equal(np.asarray(Image.open(path)), out)
     assert [p.name for p in path.parent.iterdir()] == ["det.png"]  # no temporary file left
+
+
+def test_drawings_are_enlarged_to_a_readable_size_with_labels_inside() -> None:
+    assert [readable_scale(*hw) for hw in ((96, 96), (100, 50), (480, 640), (481, 10))] == [5, 5, 1, 1]
+    image = torch.zeros(3, 96, 96)  # black: only the drawing is coloured
+    dets = {"boxes": torch.tensor([[90.0, 30.0, 96.0, 50.0]]), "labels": torch.tensor([1]),
+            "scores": torch.tensor([0.9])}
+    out = draw_detections(image, dets, ["circle"], scale=readable_scale(96, 96))
+    assert out.shape == (480, 480, 3)
+    tab = np.all(out[:150] == PALETTE[0], axis=-1)  # above the box's top edge (30 x 5)
+    rows, cols = np.nonzero(tab)
+    # the tab is moved left to end at the picture's edge instead of running past it, and its
+    # font grows with the picture: at least 16 px high here
+    assert cols.max() == 479 and cols.min() < 450 and rows.max() - rows.min() + 1 >= 16
 
 
 def test_shapes_splits_take_max_objects() -> None:

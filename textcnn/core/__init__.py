@@ -21,7 +21,7 @@ _HOMES: dict[str, str] = {
     **dict.fromkeys(["create_norm_layer", "get_norm_layer"], "norm"),
     **dict.fromkeys(["OPTIMIZER_DEFAULTS", "create_optimizer", "list_optimizers"], "optim"),
     **dict.fromkeys(["GlobalPool", "KMaxPool1d", "L2Pool", "create_pool", "kmax_pool",
-                     "max_over_time"], "pooling"),
+                     "max_over_time", "pool_over_time"], "pooling"),
     **dict.fromkeys(["EarlyStopping", "GaussianNoise", "MaxNorm", "WordDropout", "apply_weight_norm",
                      "l1_penalty", "l2_penalty", "max_norm_"], "regularization"),
 }

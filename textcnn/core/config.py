@@ -74,6 +74,8 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    if value == "" and raw.strip() not in ("", "''", '""'):  # '|' or '>' alone: a YAML block scalar
+        value = raw.strip()
     return key.strip().split("."), value
 
 

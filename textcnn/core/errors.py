@@ -27,4 +27,4 @@ def check_classes(classes: Sequence[Any], *, source: str = "y") -> None:
     if len(classes) < 2:
         found = ", ".join(repr(c) for c in classes) or "none"
         raise TextCNNError(f"{source}: expected at least 2 classes in the training labels, "
-                           f"got {len(classes)}: {found}")
+                           f"got {len(classes)} class{'' if len(classes) == 1 else 'es'}: {found}")

@@ -14,6 +14,8 @@ from textcnn.core.norm import for_dims
 from textcnn.core.registry import resolve
 
 PoolKind = Literal["max", "avg", "l2"]
+TimePoolKind = Literal["max", "avg", "l2", "kmax"]
+TIME_POOLS: tuple[str, ...] = ("max", "avg", "l2", "kmax")  # pool_over_time's kinds
 
 
 class L2Pool(nn.Module):
@@ -158,11 +160,46 @@ class KMaxPool1d(nn.Module):
         return f"k={self.k}"
 
 
+def pool_over_time(x: Tensor, mask: Tensor | None = None, *, kind: TimePoolKind = "max",
+                   k: int = 1) -> Tensor:
+    """Pool `[N, C, L]` feature maps over time, leaving out the positions `mask` ([N, L], True =
+    padding) marks: `[N, C]` for max (`max_over_time`), avg (the mean of the kept positions) and
+    l2 (the L2 norm of the kept positions, `L2Pool`); `[N, C * k]` for kmax (the k largest kept
+    values of each channel in their order, `kmax_pool`, channel by channel). A row with fewer kept
+    positions than a pool needs gets zeros there: an empty row gives all zeros, as in
+    `max_over_time`."""
+    if kind == "max":
+        return max_over_time(x, mask)
+    if x.dim() != 3:
+        raise TextCNNError(f"pool_over_time: expected [N, C, L] features, got shape {tuple(x.shape)}")
+    if mask is None:
+        mask = torch.zeros(x.shape[0], x.shape[2], dtype=torch.bool, device=x.device)
+    if mask.dtype != torch.bool or mask.shape != (x.shape[0], x.shape[2]):
+        raise TextCNNError(f"pool_over_time: expected a bool mask of shape {(x.shape[0], x.shape[2])}, "
+                           f"got {mask.dtype} {tuple(mask.shape)}")
+    kept = x.masked_fill(mask[:, None, :], 0.0)
+    if kind == "avg":
+        count = (~mask).sum(dim=1, keepdim=True).clamp(min=1)
+        return kept.sum(dim=-1) / count
+    if kind == "l2":
+        return L2Pool(x.shape[-1], dims=1)(kept).squeeze(-1)
+    if kind == "kmax":
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise TextCNNError(f"pool_over_time: expected k as an integer >= 1, got {k!r}")
+        if x.shape[-1] < k:  # shorter than k: padding positions, masked, fill the rest
+            x, mask = F.pad(x, (0, k - x.shape[-1])), F.pad(mask, (0, k - mask.shape[-1]), value=True)
+        top = kmax_pool(x.masked_fill(mask[:, None, :], float("-inf")), k, dim=-1)
+        return torch.where(torch.isneginf(top), torch.zeros_like(top), top).flatten(1)
+    raise TextCNNError(f"pool_over_time: expected kind in {', '.join(TIME_POOLS)}, got {kind!r}")
+
+
 __all__ = [
+    "TIME_POOLS",
     "GlobalPool",
     "KMaxPool1d",
     "L2Pool",
     "create_pool",
     "kmax_pool",
     "max_over_time",
+    "pool_over_time",
 ]

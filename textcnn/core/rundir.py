@@ -339,7 +339,7 @@ class TrainOutcome:
     def summary(self) -> str:
         """One readable line for the CLI."""
         parts = [f"model: {self.model_dir}"]
-        for key in ("dev_accuracy", "test_accuracy", "test_macro_f1", "epochs_run", "stopped_by",
+        for key in ("dev_accuracy", "test_accuracy", "test_micro_f1", "test_macro_f1", "epochs_run", "stopped_by",
                     "train_seconds"):
             if key in self.metrics:
                 value = self.metrics[key]

@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from textcnn.core.config import check_encoding
-from textcnn.core.decisions import check_decision, labels_or_abstain
+from textcnn.core.decisions import check_decision, labels_or_abstain, multi_label_decisions
 from textcnn.core.errors import TextCNNError
 
 
@@ -52,11 +52,14 @@ def chunked(items: Iterable[str], *, max_items: int, max_chars: int | None = Non
 def ranked_predictions(chunks: Iterable[list[str]], probabilities: Callable[[list[str]], np.ndarray],
                        classes: Sequence[Any], *, top_k: int = 1, threshold: float | None = None,
                        abstain: Any = None, multi_label: bool = False,
-                       model_threshold: float | None = None) -> Iterator[Prediction]:
+                       model_threshold: float | np.ndarray | None = None,
+                       label_top_k: bool = False) -> Iterator[Prediction]:
     """For each input of each chunk, its `top_k` (label, probability) pairs from
     `probabilities(chunk)` [len(chunk), classes] and its decision: the top label, or `abstain`
     where the top probability is below `threshold`; for a `multi_label` model, the labels whose
-    probability reaches `threshold` (default `model_threshold`)."""
+    probability reaches their threshold: `model_threshold`, one for all or one per class (a
+    single `threshold` given replaces a single `model_threshold`); with `label_top_k`, of the
+    `top_k` most probable labels (all of them when there is no threshold at all)."""
     if top_k < 1:
         raise TextCNNError(f"top_k: expected an integer >= 1, got {top_k!r}")
     threshold = check_decision(threshold=threshold, abstain=abstain, multi_label=multi_label)
@@ -65,8 +68,11 @@ def ranked_predictions(chunks: Iterable[list[str]], probabilities: Callable[[lis
         probs = probabilities(chunk)
         order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         if multi_label:
-            reached = probs >= (model_threshold if threshold is None else threshold)
-            labels = [[classes[j] for j in np.flatnonzero(row)] for row in reached]
+            limits = model_threshold
+            if threshold is not None and not isinstance(model_threshold, np.ndarray):
+                limits = threshold
+            chosen = multi_label_decisions(probs, limits, top_k=top_k if label_top_k else None)
+            labels = [[classes[j] for j in np.flatnonzero(row)] for row in chosen]
         elif threshold is None:
             labels = [classes[j] for j in order[:, 0]]
         else:

@@ -15,6 +15,37 @@ from textcnn.core.splits import materialize
 Label = int | str
 
 
+def label_sets(labels: Iterable[Any], *, separator: str | None = None, source: str = "labels"
+               ) -> list[list[Label]]:
+    """Each text's labels as a list, for a multi-label model: a list as it is; with `separator`, a
+    string split on it (an empty string: no labels; spaces around a label are dropped); any other
+    label a list of one. A label inside a list that is itself a list is a `TextCNNError` naming
+    `source` and the row."""
+    out = []
+    for row, value in enumerate(materialize(labels)):
+        if isinstance(value, (list, tuple, np.ndarray)):
+            items = list(value)
+        elif separator is not None and isinstance(value, str):
+            items = [part.strip() for part in value.split(separator) if part.strip()]
+        else:
+            items = [value]
+        for item in items:
+            if isinstance(item, (list, tuple, np.ndarray)):
+                raise TextCNNError(f"{source}: row {row + 1}: expected labels, got a nested list {value!r}")
+        out.append(items)
+    return out
+
+
+def single_labels(labels: Sequence[Any], *, source: str = "labels") -> list[Any]:
+    """`labels` unchanged, after checking that none is a list: a list of labels needs a
+    multi-label model (a `TextCNNError` naming `source`, the row and model.multi_label)."""
+    for row, value in enumerate(labels):
+        if isinstance(value, (list, tuple, np.ndarray)):
+            raise TextCNNError(f"{source}: row {row + 1}: expected one label per text, got a list "
+                               f"{list(value)!r}; a list of labels needs model.multi_label: true")
+    return list(labels)
+
+
 def _plain_label(label: Any) -> Label:
     if isinstance(label, (bool, np.bool_)):
         raise TextCNNError(f"label: expected an int or a string, got the boolean {label}")
@@ -82,6 +113,25 @@ class LabelMap:
                 )
             ids.append(found)
         return np.asarray(ids, dtype=np.int64)
+
+    def find(self, key: Any, *, name: str) -> int:
+        """The class id of `key`, a label or its text: YAML, JSON and `--set` may give the integer
+        label 1 as the key "1" (or a string label "1" as 1). A key of no class is a `TextCNNError`
+        naming `name` (the setting) and the known labels."""
+        try:
+            plain: Any = _plain_label(key)
+        except TextCNNError:
+            plain = None  # not a label at all: named below
+        found = self._ids.get(plain) if plain is not None else None
+        if found is None and isinstance(plain, str) and plain.strip().lstrip("+-").isdigit():
+            found = self._ids.get(int(plain))
+        if found is None and isinstance(plain, int):
+            found = self._ids.get(str(plain))
+        if found is None:
+            known = ", ".join(repr(c) for c in self._classes[:50])
+            raise TextCNNError(f"{name}: expected a label of the training data, got {key!r}; known "
+                               f"labels: {known}")
+        return found
 
     def decode(self, ids: Iterable[int]) -> list[Label]:
         """Labels of class ids."""

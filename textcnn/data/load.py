@@ -79,6 +79,7 @@ def load_data(
     dedupe: bool = True,
     cache_dir: str | os.PathLike | None = None,
     encoding: str = DEFAULT_ENCODING,
+    weight_column: str | None = None,
 ) -> datasets.Dataset:
     """Load `spec` with the reader its `format` names, or the one `detect_format` picks.
 
@@ -86,16 +87,20 @@ def load_data(
     file per document). `text_column`/`label_column` apply to tables and hub datasets,
     `split`/`config` to hub datasets, `classes`/`phrases`/`dedupe` to SST trees, `encoding` to
     folders. A hub name is only used with `format='hub'`: a missing path is an error, not a
-    download.
+    download. `weight_column` (tables and hub datasets) keeps a column of per-text weights too,
+    as `weight`.
     """
     if format is None:
         format = detect_format(spec)
     else:
         format = resolve(format, {name: name for name in _FORMATS}, "data format")
+    if weight_column is not None and format in ("kim", "sst"):
+        raise TextCNNError(f"{spec}: expected a table or hub dataset for a weight column "
+                           f"('{weight_column}'), got a {format} file, which has no columns")
     if format == "hub":
         return load_hub(
             spec, split=split, text_column=text_column, label_column=label_column,
-            config=config, cache_dir=cache_dir,
+            config=config, cache_dir=cache_dir, weight_column=weight_column,
         )
     if format == "kim":
         return read_kim_file(spec)
@@ -105,5 +110,5 @@ def load_data(
         return read_sst_trees(spec, classes=classes, phrases=phrases, dedupe=dedupe)
     return read_table(
         spec, text_column=text_column, label_column=label_column, format=format,
-        cache_dir=cache_dir,
+        cache_dir=cache_dir, weight_column=weight_column,
     )

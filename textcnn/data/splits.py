@@ -19,6 +19,7 @@ class TextSplits:
     train: Examples
     dev: Examples | None
     test: Examples | None
+    train_weights: list[float] | None = None  # per-text loss weights of train (data.weight_column)
 
 
 def examples(ds: datasets.Dataset) -> Examples:

@@ -34,37 +34,54 @@ SUFFIX_FORMATS = {
 
 _INT_DTYPES = {f"{sign}int{bits}" for sign in ("", "u") for bits in (8, 16, 32, 64)}
 _STR_DTYPES = {"string", "large_string"}
+_FLOAT_DTYPES = {"float16", "float32", "float64"}
 
 
 def _text_label_columns(
-    ds: datasets.Dataset, text_column: str, label_column: str, source: str
+    ds: datasets.Dataset, text_column: str, label_column: str, source: str,
+    weight_column: str | None = None,
 ) -> datasets.Dataset:
-    """Keep `text_column` and `label_column`, renamed `text` and `label`, and check their types."""
+    """Keep `text_column` and `label_column`, renamed `text` and `label` (and `weight_column`,
+    renamed `weight`), and check their types."""
     have = ds.column_names
     if text_column == label_column:
         raise TextCNNError(
             f"{source}: expected different text and label columns, got '{text_column}' for both"
         )
-    for wanted in (text_column, label_column):
+    if weight_column in (text_column, label_column):
+        raise TextCNNError(
+            f"{source}: expected a weight column apart from the text and label columns, got "
+            f"'{weight_column}'"
+        )
+    for wanted in (text_column, label_column, *([weight_column] if weight_column else [])):
         if wanted not in have:
             raise TextCNNError(
                 f"{source}: expected a column '{wanted}'{did_you_mean(wanted, have)}, "
                 f"got columns {', '.join(have)}"
             )
-    ds = ds.select_columns([text_column, label_column])
-    if (text_column, label_column) != ("text", "label"):
-        ds = ds.rename_columns({text_column: "__textcnn_text", label_column: "__textcnn_label"})
-        ds = ds.rename_columns({"__textcnn_text": "text", "__textcnn_label": "label"})
+    names = {text_column: "text", label_column: "label", **({weight_column: "weight"} if weight_column else {})}
+    ds = ds.select_columns(list(names))
+    if any(old != new for old, new in names.items()):
+        ds = ds.rename_columns({old: f"__textcnn_{new}" for old, new in names.items()})
+        ds = ds.rename_columns({f"__textcnn_{new}": new for new in names.values()})
+    if weight_column and getattr(ds.features["weight"], "dtype", None) not in _INT_DTYPES | _FLOAT_DTYPES:
+        raise TextCNNError(
+            f"{source}: expected numbers in column '{weight_column}', got {ds.features['weight']}"
+        )
     text_type, label_type = ds.features["text"], ds.features["label"]
     if getattr(text_type, "dtype", None) not in _STR_DTYPES:
         raise TextCNNError(f"{source}: expected strings in column '{text_column}', got {text_type}")
+    # a list of labels per text (a JSON list, or a hub Sequence) is a multi-label column
+    item_type = getattr(label_type, "feature", label_type)
     if not isinstance(label_type, datasets.ClassLabel) and (
-        getattr(label_type, "dtype", None) not in _INT_DTYPES | _STR_DTYPES
+        getattr(item_type, "dtype", None) not in _INT_DTYPES | _STR_DTYPES
     ):
         raise TextCNNError(
-            f"{source}: expected integers or strings in column '{label_column}', got {label_type}"
+            f"{source}: expected integers or strings in column '{label_column}' (or a list of them "
+            f"per text), got {label_type}"
         )
-    for name, column in (("text", text_column), ("label", label_column)):
+    for name, column in (("text", text_column), ("label", label_column),
+                         *([("weight", weight_column)] if weight_column else [])):
         nulls = ds.data.column(name).null_count
         if nulls:
             raise TextCNNError(
@@ -103,13 +120,14 @@ def read_table(
     label_column: str = "label",
     format: str | None = None,
     cache_dir: str | os.PathLike | None = None,
+    weight_column: str | None = None,
 ) -> datasets.Dataset:
     """Read a CSV, TSV, JSON (records or JSON Lines) or Parquet file through `datasets`.
 
     `format` (csv, tsv, json, jsonl, parquet) defaults to the file's suffix. `cache_dir` is where
     `datasets` keeps its Arrow cache (default: its own, under the user's home), in a folder per
     file content (`content_cache_dir`). A CSV/TSV row with more fields than the header raises
-    `TextCNNError` naming file:line.
+    `TextCNNError` naming file:line. `weight_column` also keeps that column, as `weight`.
     """
     path = existing_file(path, "a table file (csv, tsv, json, jsonl, parquet)")
     if format is None:
@@ -134,7 +152,7 @@ def read_table(
         raise TextCNNError(
             f"{path}: expected a readable {format} file, got an error: {root_cause(err)}"
         ) from err
-    return _text_label_columns(ds, text_column, label_column, str(path))
+    return _text_label_columns(ds, text_column, label_column, str(path), weight_column)
 
 
 def load_hub(
@@ -145,7 +163,9 @@ def load_hub(
     label_column: str = "label",
     config: str | None = None,
     cache_dir: str | os.PathLike | None = None,
+    weight_column: str | None = None,
 ) -> datasets.Dataset:
-    """A text dataset by hub name or local folder (see `open_hub_dataset`), as `text`/`label`."""
+    """A text dataset by hub name or local folder (see `open_hub_dataset`), as `text`/`label`
+    (and `weight`, from `weight_column`)."""
     ds = open_hub_dataset(name, split=split, config=config, cache_dir=cache_dir)
-    return _text_label_columns(ds, text_column, label_column, f"dataset '{name}'")
+    return _text_label_columns(ds, text_column, label_column, f"dataset '{name}'", weight_column)

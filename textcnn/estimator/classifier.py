@@ -4,7 +4,10 @@ fitting (here), predictions (`inference.py`) and model directory (`saving.py`)."
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+import math
+import numbers
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -16,7 +19,14 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from textcnn.batching import bucket_batches, pad_batch, random_batches
-from textcnn.core.decisions import check_decision, labels_or_abstain
+from textcnn.core.config import shown
+from textcnn.core.decisions import (
+    best_f1_thresholds,
+    check_decision,
+    check_probability,
+    labels_or_abstain,
+    multi_label_decisions,
+)
 from textcnn.core.engine import (
     FitResult,
     Trainer,
@@ -55,6 +65,7 @@ class FitData(NamedTuple):
     dev_texts: list[str]  # texts to select the best epoch on (may be empty)
     dev_targets: torch.Tensor | None  # their targets; None without dev texts
     vectors: torch.Tensor | None  # the embedding table of the pretrained variants
+    train_weights: torch.Tensor | None = None  # per-example loss weights of the training texts; None: all 1
 
 
 @with_parameters([*estimator_parameters(), OUT_DIR])
@@ -73,9 +84,15 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
     the result is that of fast=False's optimizer. `metric` is "accuracy" or "macro_f1" (mode
     "max") or "loss", the dev cross-entropy (mode "min"). `dev_fraction` is held out stratified,
     only when `fit` gets no dev data; 0 keeps the last epoch. With `multi_label`, `y` is a list
-    of label lists and a label is predicted when its probability reaches `threshold`
-    (`predict(X, threshold=P)` overrides it per call; for a single-label model the same keyword
-    is a confidence threshold below which `predict` abstains). `fast` trains with length
+    of label lists and a label is predicted when its probability reaches its threshold:
+    `threshold`, or with `tune_thresholds` each label's cut of best F1 on the dev data
+    (`thresholds_`, saved with the model); `predict(X, threshold=P, thresholds={label: P},
+    top_k=K)` overrides them per call (for a single-label model `threshold` is a confidence
+    threshold below which `predict` abstains). `fit(X, y, sample_weight=w)` weighs each text's
+    loss (see `fit`); `class_weight` keys may be labels or their text (1 or "1"). The model's
+    menu (`activation`, `pooling`, `k`, `batch_norm`, `weight_norm`, `input_noise`,
+    `word_dropout`) defaults to Kim's choices; the fast path trains every choice but
+    `input_noise`, which trains on the plain path with a warning (`fast_path_` says which). `fast` trains with length
     bucketing and sparse (lazy) Adadelta updates of the embeddings and predicts from
     precomputed word projections (textcnn/projection.py): the same model either way. `amp`:
     autocast on CUDA; on a CPU with AVX-512 BF16 or AMX, the fast path's projection GEMMs in
@@ -90,54 +107,84 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         parameter, with the one-line errors a recipe gets."""
         return recipe_from_estimator_params(self.get_params())
 
-    def fit(self, X: Iterable[str], y: Sequence[Any], *, X_dev: Iterable[str] | None = None,
-            y_dev: Sequence[Any] | None = None) -> TextCNNClassifier:
+    def fit(self, X: Iterable[str], y: Sequence[Any], sample_weight: Any = None, *,
+            X_dev: Iterable[str] | None = None, y_dev: Sequence[Any] | None = None) -> TextCNNClassifier:
         """Train on texts `X` with labels `y`; select the best epoch on (X_dev, y_dev) or a holdout.
+
+        `sample_weight` (one finite weight >= 0 per text, not all 0) weighs each text's loss: a
+        batch's loss is the weighted mean sum(w_i * loss_i) / sum(w_i), as torch weighs classes,
+        so weights 1 change nothing, scaling them all changes nothing, and an integer weight
+        counts as that many copies of the text within a batch. Weights of texts held out as dev
+        data go with them; dev figures are unweighted.
 
         With `out_dir`, the engine checkpoints into `out_dir/<fingerprint>`, a subfolder named by
         a fingerprint of the parameters and the training data: clones fitted on other data (the
         folds of `cross_val_score`) never share one, and fitting the same data again resumes."""
         self._settings()  # bad parameters fail before any data work or folder
-        texts, labels = _as_texts(X, "X"), list(y)
+        texts, labels = _as_texts(X, "X"), _as_labels(y)
+        weights = None if sample_weight is None else check_sample_weight(sample_weight, len(texts))
         dev_texts = None if X_dev is None else _as_texts(X_dev, "X_dev")
         dev_labels = None if y_dev is None else list(y_dev)
         if self.out_dir is None:
-            return self.fit_into(None, texts, labels, X_dev=dev_texts, y_dev=dev_labels)
+            return self.fit_into(None, texts, labels, sample_weight=weights, X_dev=dev_texts, y_dev=dev_labels)
         from textcnn.core.rundir import open_run_folder, run_identity
 
+        values = {"X": texts, "y": labels, "X_dev": dev_texts, "y_dev": dev_labels}
+        if weights is not None:  # unweighted fits keep the folders they had
+            values["sample_weight"] = weights.tolist()
         identity = run_identity(
             jsonable_params(self.get_params()), exclude=("out_dir", "verbose", "threads"),
-            files={"vectors": vectors_path(self.variant, self.vectors)},
-            values={"X": texts, "y": labels, "X_dev": dev_texts, "y_dev": dev_labels})
+            files={"vectors": vectors_path(self.variant, self.vectors)}, values=values)
         with open_run_folder(Path(self.out_dir) / identity.fingerprint[:16], identity) as run:
             run.begin()
-            return self.fit_into(run.folder, texts, labels, X_dev=dev_texts, y_dev=dev_labels)
+            return self.fit_into(run.folder, texts, labels, sample_weight=weights, X_dev=dev_texts,
+                                 y_dev=dev_labels)
 
     def fit_into(self, run_dir: str | Path | None, X: Iterable[str], y: Sequence[Any], *,
-                 X_dev: Iterable[str] | None = None, y_dev: Sequence[Any] | None = None) -> TextCNNClassifier:
+                 sample_weight: Any = None, X_dev: Iterable[str] | None = None,
+                 y_dev: Sequence[Any] | None = None) -> TextCNNClassifier:
         """`fit`, with the engine's checkpoints and metrics in `run_dir` (None: in memory), a
         folder the caller has claimed (`textcnn.core.rundir.open_run_folder`); `out_dir` is not
         used."""
-        data = self.prepare_fit(X, y, X_dev=X_dev, y_dev=y_dev)
+        data = self.prepare_fit(X, y, sample_weight=sample_weight, X_dev=X_dev, y_dev=y_dev)
         # The CPU fast path: only a mini-batch's words get gradients and LazyAdadelta updates those
         # rows alone; on CUDA the dense update is cheaper than the extra kernel launches.
         sparse = self.fast and self.optimizer == "adadelta" and resolve_device(self.device).type == "cpu"
+        if sparse and self.input_noise:
+            warnings.warn(f"input_noise={self.input_noise}: the fast projection path draws no per-word "
+                          "noise; this model trains on the plain path (fast=False)", stacklevel=2)
+            sparse = False
+        self.fast_path_ = sparse  # whether the projection path (textcnn/projection.py) trains it
         self.model_config_ = self.model_config(data, sparse=sparse)
         torch.manual_seed(self.seed)
         self.model_ = KimCNN(self.model_config_, vectors=data.vectors)
         self.projected_ = None
         self.fit_result_ = self._train(data.train_ids, data.train_targets, data.dev_texts, data.dev_targets,
-                                       run_dir=None if run_dir is None else Path(run_dir))
+                                       run_dir=None if run_dir is None else Path(run_dir),
+                                       train_weights=data.train_weights)
         self.model_.cpu().eval()
+        self.thresholds_ = self._tuned_thresholds(data) if self.tune_thresholds else None
         return self
+
+    def _tuned_thresholds(self, data: FitData) -> np.ndarray:
+        """Each label's threshold of best F1 on the dev data (`best_f1_thresholds`)."""
+        if data.dev_targets is None:
+            raise TextCNNError("tune_thresholds: expected dev data to choose the thresholds on (X_dev, or "
+                               "dev_fraction > 0), got none")
+        scores = class_scores(self.model_, self.tokenizer_.encode_batch(data.dev_texts), torch.device("cpu"),
+                              multi_label=True)
+        return best_f1_thresholds(data.dev_targets.numpy(), scores, default=self.threshold)
 
     def model_config(self, data: FitData, *, sparse: bool = False) -> KimCNNConfig:
         """The shape of the model this classifier trains on `data` (from `prepare_fit`): its
         parameters, the vocabulary and classes of `data`, and the vectors' size when it has some."""
         dim = data.vectors.shape[1] if data.vectors is not None else self.embedding_dim
+        if self.word_dropout and self.tokenizer_.unk_id is None:
+            raise TextCNNError(f"word_dropout: needs an [UNK] token to put in a dropped word's place; the "
+                               f"tokenizer of vectors={self.vectors!r} has none, expected word_dropout=0")
         return self._settings().model.kim_config(
             vocab_size=self.tokenizer_.vocab_size, num_classes=len(self.classes_), embedding_dim=dim,
-            pad_id=self.tokenizer_.pad_id, sparse=sparse)
+            pad_id=self.tokenizer_.pad_id, unk_id=self.tokenizer_.unk_id, sparse=sparse)
 
     def adopt_fitted(self, model: KimCNN, data: FitData, *, fit_result: FitResult,
                      precision: str) -> TextCNNClassifier:
@@ -152,6 +199,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         self.model_config_, self.model_ = model.config, model.cpu().eval()
         self.projected_ = None
         self.precision_ = precision
+        self.fast_path_ = False  # trained by another trainer, not the projection path
         best = {}
         if data.dev_targets is not None:
             scores = class_scores(self.model_, self.encode(data.dev_texts), torch.device("cpu"),
@@ -160,8 +208,8 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         self.fit_result_ = replace(fit_result, best_metrics=best)
         return self
 
-    def prepare_fit(self, X: Iterable[str], y: Sequence[Any], *, X_dev: Iterable[str] | None = None,
-                    y_dev: Sequence[Any] | None = None) -> FitData:
+    def prepare_fit(self, X: Iterable[str], y: Sequence[Any], *, sample_weight: Any = None,
+                    X_dev: Iterable[str] | None = None, y_dev: Sequence[Any] | None = None) -> FitData:
         """Everything `fit` does before training: check the parameters (before any data work),
         fit the labels (`label_map_`, `classes_`), hold out the dev split, train the tokenizer
         (`tokenizer_`), encode the training texts and build the vectors. A trainer of its own
@@ -169,16 +217,19 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         `adopt_fitted`."""
         self._settings()
         texts = _as_texts(X, "X")
-        labels = list(y)
+        labels = _as_labels(y)
         if len(texts) != len(labels):
             raise TextCNNError(f"fit: expected as many labels as texts, got {len(labels)} labels "
                                f"for {len(texts)} texts")
         if not texts:
             raise TextCNNError("fit: expected at least one training text, got none")
+        weights = None if sample_weight is None else check_sample_weight(sample_weight, len(texts))
         if self.multi_label:
             for i, items in enumerate(labels):
                 if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
                     raise TextCNNError(f"y[{i}]: expected a list of labels (multi_label), got {items!r}")
+        else:
+            labels = _class_labels(labels)
         self.label_map_ = LabelMap.fit(_flatten(labels) if self.multi_label else labels)
         if not self.multi_label:
             check_classes(self.label_map_.classes)
@@ -197,10 +248,14 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         train_texts = [texts[i] for i in train_idx]
         train_targets = self._encode_labels([labels[i] for i in train_idx])
         dev_targets = self._encode_labels(dev_labels) if dev_texts else None
+        train_weights = None if weights is None else torch.as_tensor(weights[train_idx], dtype=torch.float32)
+        if train_weights is not None and not train_weights.sum() > 0:
+            raise TextCNNError("sample_weight: expected a positive weight on some training text, got all 0 "
+                               "(after the dev holdout)")
 
         torch.manual_seed(self.seed)
         self.tokenizer_, train_ids, vectors = self._tokenizer_and_vectors(train_texts)
-        return FitData(train_ids, train_targets, dev_texts, dev_targets, vectors)
+        return FitData(train_ids, train_targets, dev_texts, dev_targets, vectors, train_weights)
 
     def _tokenizer_and_vectors(self, train_texts: list[str]) -> tuple[WordTokenizer, list[list[int]],
                                                                       torch.Tensor | None]:
@@ -245,12 +300,13 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         if isinstance(self.class_weight, dict):
             weights = torch.ones(n)
             for label, w in self.class_weight.items():
-                weights[int(self.label_map_.encode([label])[0])] = float(w)
+                weights[self.label_map_.find(label, name=f"model.class_weight: key {label!r}")] = float(w)
             return weights
         raise TextCNNError(f"class_weight: expected None, 'balanced' or a dict, got {self.class_weight!r}")
 
     def _train(self, ids: list[list[int]], train_targets: torch.Tensor, dev_texts: list[str],
-               dev_targets: torch.Tensor | None, *, run_dir: Path | None = None) -> FitResult:
+               dev_targets: torch.Tensor | None, *, run_dir: Path | None = None,
+               train_weights: torch.Tensor | None = None) -> FitResult:
         lengths = [len(s) for s in ids]
         dev_ids = self.encode(dev_texts) if dev_texts else None
         device = resolve_device(self.device)
@@ -268,9 +324,9 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
             return random_batches(len(ids), self.batch_size, generator=generator, lengths=lengths,
                                   max_tokens=self.max_batch_tokens)
 
-        def collate(idx: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-            return (pad_batch([ids[i] for i in idx], pad_id=pad_id, multiple_of=multiple_of),
-                    train_targets[idx])
+        def collate(idx: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+            x = pad_batch([ids[i] for i in idx], pad_id=pad_id, multiple_of=multiple_of)
+            return (x, train_targets[idx]) if train_weights is None else (x, train_targets[idx], train_weights[idx])
 
         # The CPU fast path computes the convolutions from the batch's distinct words (same values
         # and gradients, fewer FLOPs); on CUDA, cuDNN's convolutions are the faster way.
@@ -281,12 +337,22 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
             train_forward = functools.partial(projected_logits, matmul_dtype=torch.bfloat16)
             self.precision_ = "bfloat16"
 
-        def loss_fn(model: KimCNN, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-            x, target = batch
+        def loss_fn(model: KimCNN, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+            x, target, *example_weights = batch
             logits = train_forward(model, x).float()
+            if not example_weights:
+                if self.multi_label:
+                    return F.binary_cross_entropy_with_logits(logits, target)
+                return F.cross_entropy(logits, target, weight=weights, label_smoothing=self.label_smoothing)
+            # the weighted mean of the texts' losses (with class weights: of both weights' product)
             if self.multi_label:
-                return F.binary_cross_entropy_with_logits(logits, target)
-            return F.cross_entropy(logits, target, weight=weights, label_smoothing=self.label_smoothing)
+                losses = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=1)
+                total = example_weights[0]
+            else:
+                losses = F.cross_entropy(logits, target, weight=weights, label_smoothing=self.label_smoothing,
+                                         reduction="none")  # already times each text's class weight
+                total = example_weights[0] * (1.0 if weights is None else weights[target])
+            return (losses * example_weights[0]).sum() / total.sum().clamp(min=torch.finfo(total.dtype).tiny)
 
         def evaluate(model: KimCNN, device: torch.device) -> dict[str, float]:
             scores = class_scores(model, dev_ids, device, multi_label=self.multi_label, forward=forward)
@@ -329,8 +395,9 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
     def _single_text_scorer(self, device: torch.device) -> SingleTextScorer | None:
         """The lean path for one text (built once per fitted model), where the projection
         tables are how this model predicts on the CPU; else None."""
-        if device.type != "cpu":
-            return None
+        cfg = self.model_config_
+        if device.type != "cpu" or not (cfg.activation_after_max and cfg.activation.lower() == "relu"):
+            return None  # the lean path computes Kim's features alone: ReLU after max pooling
         cached = getattr(self, "_single_scorer", None)
         if cached is not None and cached[0] is getattr(self, "projected_", None):
             return cached[1]
@@ -364,22 +431,57 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         # the model stays on `device`, so that repeated calls do not copy it back and forth
         return class_scores(self._inference_model(device), ids, device, multi_label=self.multi_label)
 
-    def predict(self, X: Iterable[str], *, threshold: float | None = None, abstain: Any = None) -> np.ndarray:
+    def predict(self, X: Iterable[str], *, threshold: float | None = None,
+                thresholds: Mapping[Any, float] | None = None, top_k: int | None = None,
+                abstain: Any = None) -> np.ndarray:
         """Labels (or, for multi-label, a 0/1 indicator matrix over `classes_`).
 
         threshold: for a single-label model, a confidence threshold in [0, 1]: a text whose top
             probability is below it gets `abstain` instead of a label (the result is then an
-            object array). For a multi-label model, the per-label decision threshold for this
-            call (default: the `threshold` parameter given at construction).
+            object array). For a multi-label model, every label's decision threshold for this
+            call (default: the thresholds tuned on dev data, `thresholds_`, else the `threshold`
+            parameter given at construction).
+        thresholds: multi-label: {label: threshold} for this call, over those defaults (labels
+            may be given as their text, e.g. "1" for 1).
+        top_k: multi-label: the k most probable labels; with `threshold` or `thresholds`, those
+            of them that reach it.
         abstain: what a text below `threshold` gets (default None); single-label models only.
         """
         threshold = check_decision(threshold=threshold, abstain=abstain, multi_label=self.multi_label)
+        if not self.multi_label:
+            for name, given in (("thresholds", thresholds), ("top_k", top_k)):
+                if given is not None:
+                    raise TextCNNError(f"{name}: for multi-label models; this one predicts one label per "
+                                       f"text (got {name}={given!r}; see predict_proba for the ranking)")
         proba = self.predict_proba(X)
         if self.multi_label:
-            return self._decide(proba, threshold)
+            explicit = threshold is not None or thresholds is not None
+            per_label = self.decision_thresholds(threshold=threshold, thresholds=thresholds)
+            return multi_label_decisions(proba, per_label if explicit or top_k is None else None, top_k=top_k)
         if threshold is None:
             return self.classes_[self._decide(proba)]
         return labels_or_abstain(proba, self.classes_, threshold=threshold, abstain=abstain)
+
+    def decision_thresholds(self, *, threshold: float | None = None,
+                            thresholds: Mapping[Any, float] | None = None) -> np.ndarray:
+        """A multi-label model's threshold per class (in the order of `classes_`): `threshold`
+        for all, else those tuned on dev data (`thresholds_`), else the `threshold` parameter;
+        then `thresholds` {label: threshold} over them. A label the model does not know, or a
+        value outside [0, 1], is a `TextCNNError` naming it."""
+        check_is_fitted(self, "model_")
+        if threshold is not None:
+            out = np.full(len(self.classes_), check_probability(threshold, name="threshold"))
+        elif getattr(self, "thresholds_", None) is not None:
+            out = np.array(self.thresholds_, dtype=np.float64)
+        else:
+            out = np.full(len(self.classes_), float(self.threshold))
+        if thresholds is not None:
+            if not isinstance(thresholds, Mapping):
+                raise TextCNNError(f"thresholds: expected a mapping {{label: threshold}}, got {thresholds!r}")
+            for label, value in thresholds.items():
+                name = f"thresholds: label {label!r}"
+                out[self.label_map_.find(label, name=name)] = check_probability(value, name=name)
+        return out
 
     def score(self, X: Iterable[str], y: Sequence[Any], sample_weight: Any = None) -> float:
         """Accuracy on (X, y); a label never seen in training raises a clear error."""
@@ -418,6 +520,64 @@ def _as_texts(X: Iterable[str], name: str) -> list[str]:
         if not isinstance(t, str):
             raise TextCNNError(f"{name}[{i}]: expected a text (str), got {type(t).__name__}")
     return texts
+
+
+def _as_labels(y: Any) -> list[Any]:
+    """`y` as a list; None (no target) is scikit-learn's error for it, and a column vector [n, 1]
+    is raveled with its warning."""
+    if y is None:
+        raise TextCNNError("y: TextCNNClassifier requires y to be passed, but the target y is None")
+    if isinstance(y, (str, bytes)):
+        raise TextCNNError(f"y: expected a list of labels, got a single string {y!r}")
+    if not isinstance(y, (list, tuple, np.ndarray)) and hasattr(y, "__array__"):
+        y = np.asarray(y)  # array-likes that are no sequences (a pandas column is one)
+    if isinstance(y, np.ndarray) and y.ndim == 2 and y.shape[1] == 1:
+        from sklearn.exceptions import DataConversionWarning
+
+        warnings.warn("A column-vector y was passed when a 1d array was expected. Please change the shape "
+                      "of y to (n_samples, ), for example using ravel().", DataConversionWarning, stacklevel=3)
+        y = y.ravel()
+    return list(y)
+
+
+def _class_labels(labels: list[Any]) -> list[Any]:
+    """Single-label targets checked as scikit-learn checks a classifier's (complex, NaN,
+    infinite or continuous numbers are its errors); whole floats (1.0) become the integers they
+    hold, as class labels."""
+    if not labels or not all(isinstance(v, numbers.Number) and not isinstance(v, (bool, np.bool_))
+                             for v in labels):
+        return labels
+    from sklearn.utils.multiclass import type_of_target
+
+    try:
+        kind = type_of_target(np.asarray(labels), input_name="y")
+    except ValueError as err:  # complex numbers, NaN, infinity
+        raise TextCNNError(f"y: {err}") from None
+    if kind not in ("binary", "multiclass"):
+        raise TextCNNError(f"y: Unknown label type: {kind}; expected class labels (integers or "
+                           f"strings), got values such as {shown(labels[0])}")
+    return [int(v) for v in labels]
+
+
+def check_sample_weight(sample_weight: Any, n: int) -> np.ndarray:
+    """`sample_weight` as a float array of `n` finite weights >= 0, not all 0; anything else is
+    a one-line `TextCNNError` (a ValueError, as scikit-learn raises)."""
+    if isinstance(sample_weight, numbers.Real) and not isinstance(sample_weight, bool):
+        sample_weight = [sample_weight] * n  # one number for every text, as scikit-learn allows
+    try:
+        weights = np.asarray(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TextCNNError(f"sample_weight: expected numbers, got {str(sample_weight)[:60]}") from None
+    if weights.ndim != 1 or len(weights) != n:
+        raise TextCNNError(f"sample_weight: expected one weight per text ({n}), got shape {weights.shape}")
+    bad = np.flatnonzero(~np.isfinite(weights) | (weights < 0))
+    if len(bad):
+        raise TextCNNError(f"sample_weight: expected finite weights >= 0, got {weights[bad[0]]} at "
+                           f"index {bad[0]}")
+    total = float(weights.sum())
+    if n and not 0 < total < math.inf:
+        raise TextCNNError(f"sample_weight: expected a positive (finite) total weight, got {total}")
+    return weights
 
 
 def _flatten(label_lists: Sequence[Iterable[Any]]) -> list[Any]:

@@ -1,6 +1,7 @@
 """A text classifier's model directory: `model.safetensors` (weights), `tokenizer.json`,
-`labels.json`, `config.json` (model shape and estimator parameters), `recipe.yaml` (the resolved
-recipe, when trained from one) and `metrics.json`. Loading needs no training data and no pickle."""
+`labels.json`, `config.json` (model shape, estimator parameters and, when tuned on dev data, a
+multi-label model's `thresholds` per label), `recipe.yaml` (the resolved recipe, when trained
+from one) and `metrics.json`. Loading needs no training data and no pickle."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from textcnn.core.errors import TextCNNError
@@ -42,6 +44,8 @@ def save_classifier(clf: TextCNNClassifier, path: str | Path, *, recipe: str | N
     # without out_dir: a loaded model must not write into, or resume, this training's folder
     config = {"kind": KIND, "model": asdict(clf.model_config_),
               "params": jsonable_params({k: v for k, v in clf.get_params().items() if k != "out_dir"})}
+    if getattr(clf, "thresholds_", None) is not None:  # tuned on dev data, by class id
+        config["thresholds"] = [float(t) for t in clf.thresholds_]
     return write_model_dir(path, config=config, state=clf.model_.state_dict(), files=files)
 
 
@@ -71,6 +75,14 @@ def load_classifier(cls: type[TextCNNClassifier], path: str | Path) -> TextCNNCl
     clf.projected_ = None
     clf.tokenizer_, clf.label_map_ = tokenizer, label_map
     clf.classes_ = label_map.as_array()
+    clf.thresholds_ = None
+    if "thresholds" in model_dir.config:
+        tuned = model_dir.get("thresholds", list)
+        if len(tuned) != len(label_map) or not all(
+                isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t <= 1 for t in tuned):
+            raise TextCNNError(f"{model_dir.config_file}: expected 'thresholds' to be {len(label_map)} "
+                               f"probabilities (one per label), got {str(tuned)[:80]}")
+        clf.thresholds_ = np.asarray(tuned, dtype=np.float64)
     return clf
 
 

@@ -26,7 +26,8 @@ FoldTexts = tuple[Sequence[str], Sequence[Any], Sequence[str] | None, Sequence[A
 # The estimator settings `fit_folds` has no equivalent for: each must keep its default.
 UNSUPPORTED_PARAMS = ("patience", "class_weight", "label_smoothing", "multi_label", "weight_decay", "l1",
                       "l2", "grad_clip", "lr_schedule", "warmup_steps", "metric", "mode", "max_seconds",
-                      "cuda_graphs", "max_batch_tokens")
+                      "cuda_graphs", "max_batch_tokens", "activation", "pooling", "batch_norm", "weight_norm",
+                      "input_noise", "word_dropout")
 
 
 def _check_fold_params(clf: Any) -> None:
@@ -71,9 +72,10 @@ def fit_fold_classifiers(params: dict[str, Any], folds: Sequence[FoldTexts]) -> 
     metrics of the returned model, per-epoch history) and `fit_result_.seconds` = the shared
     training time / K. Early stopping (`patience`), class weights, label smoothing, multi-label,
     penalties and weight decay, gradient clipping, learning rate schedules, a selection metric
-    other than accuracy, a time budget and CUDA graphs are not supported here (`UNSUPPORTED_PARAMS`
-    must keep their defaults) and raise an error; so does an optimizer outside FOLD_OPTIMIZERS.
-    supported here and raise an error.
+    other than accuracy, a time budget, CUDA graphs and the model's menu beyond Kim's choices
+    (activation, pooling, batch or weight norm, input noise, word dropout) are not supported here
+    (`UNSUPPORTED_PARAMS` must keep their defaults) and raise an error; so does an optimizer
+    outside FOLD_OPTIMIZERS.
     """
     if not folds:
         raise TextCNNError("fit_fold_classifiers: expected at least one fold, got none")

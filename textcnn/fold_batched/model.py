@@ -16,6 +16,8 @@ from textcnn.core.errors import TextCNNError
 from textcnn.core.regularization import max_norm_
 from textcnn.model import KimCNN, KimCNNConfig
 
+# The model settings beyond Kim's that the stacked model does not do: each keeps Kim's default.
+FOLD_KIM_ONLY = ("activation", "pooling", "batch_norm", "weight_norm", "input_noise", "word_dropout")
 ConvImpl = Literal["bmm", "grouped"]
 CONV_IMPLS: tuple[str, ...] = ("bmm", "grouped")
 
@@ -51,7 +53,7 @@ class FoldBatchedKimCNN(nn.Module):
     taps), `conv_bias` [K, W, maps], `fc_weight` [K, classes, W*maps], `fc_bias` [K, classes].
     A fresh model draws each fold's weights as `KimCNN` does (embeddings U[-0.25, 0.25], torch's
     default conv/linear init); `vectors` [V, D] (shared) or [K, V, D] (per fold) is required for
-    the pretrained variants. Only the ReLU activation is supported (see the module docstring).
+    the pretrained variants. Only Kim's choices of the model's menu (FOLD_KIM_ONLY) are supported.
 
     `conv` picks how the convolutions run, both for all folds and widths at once: "bmm" (im2col
     windows and one batched GEMM) or "grouped" (one `conv1d` with groups=K). The values are the
@@ -63,8 +65,10 @@ class FoldBatchedKimCNN(nn.Module):
         super().__init__()
         if conv not in CONV_IMPLS:
             raise TextCNNError(f"conv: expected one of {', '.join(CONV_IMPLS)}, got '{conv}'")
-        if config.act_layer != "relu":
-            raise TextCNNError(f"FoldBatchedKimCNN: expected act_layer 'relu', got '{config.act_layer}'")
+        menu = {key: getattr(config, key) for key in FOLD_KIM_ONLY}
+        kim = {key: getattr(KimCNNConfig, key) for key in FOLD_KIM_ONLY}
+        if menu != kim:
+            raise TextCNNError(f"FoldBatchedKimCNN: expected Kim's {kim}, got {menu}")
         if folds < 1:
             raise TextCNNError(f"FoldBatchedKimCNN: expected at least one fold, got {folds}")
         if config.variant != "rand" and vectors is None:

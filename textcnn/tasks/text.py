@@ -7,7 +7,18 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from textcnn.tasks.base import ClassifierTask, Table, mean_std, pin_split_seed, stats_cell
+from textcnn.tasks.base import (
+    ChartPoint,
+    ClassifierTask,
+    Table,
+    mean_std,
+    pin_split_seed,
+    stats_cell,
+)
+
+# A multi-label run's test figures in its row and table: (row key, column title).
+MULTI_LABEL_COLUMNS = (("micro_f1", "micro-F1"), ("macro_f1", "macro-F1"), ("samples_f1", "samples-F1"),
+                       ("subset_accuracy", "subset accuracy"), ("hamming_loss", "Hamming loss"))
 
 
 class TextTask(ClassifierTask):
@@ -27,16 +38,19 @@ class TextTask(ClassifierTask):
 
         return train_text_recipe(data, source=source, out_dir=out_dir, overwrite=overwrite)
 
-    def evaluate(self, model, data_file, *, data_format=None, text_column="text", label_column="label"):
+    def evaluate(self, model, data_file, *, data_format=None, text_column="text", label_column="label",
+                 label_separator=None):
         from textcnn.pipeline import evaluate_model
 
         return evaluate_model(model, data_file, data_format=data_format, text_column=text_column,
-                              label_column=label_column)
+                              label_column=label_column, label_separator=label_separator)
 
-    def predict(self, model, inputs, *, top_k=1, threshold=None, abstain=None):
+    def predict(self, model, inputs, *, top_k=1, threshold=None, abstain=None, thresholds=None,
+                label_top_k=False):
         from textcnn.pipeline import predict_stream
 
-        return predict_stream(model, inputs, top_k=top_k, threshold=threshold, abstain=abstain)
+        return predict_stream(model, inputs, top_k=top_k, threshold=threshold, abstain=abstain,
+                              thresholds=thresholds, label_top_k=label_top_k)
 
     def visualize(self, model, out_dir, *, data_file, maps, samples, top):
         from textcnn.pipeline import visualize_model
@@ -97,7 +111,15 @@ class TextTask(ClassifierTask):
                 "stopped_by": m.get("stopped_by"),
                 "best_epoch": m.get("best_epoch"), "train_seconds": m.get("train_seconds"),
                 "wall_seconds": m.get("wall_seconds"), "fold_batched": m.get("fold_batched"),
-                "precision": m.get("precision"), "cuda_graphs": m.get("cuda_graphs")}
+                "precision": m.get("precision"), "cuda_graphs": m.get("cuda_graphs"),
+                "fast_path": m.get("fast_path"),
+                **({"multi_label": True, **{key: m.get(f"test_{key}") for key, _ in MULTI_LABEL_COLUMNS}}
+                   if m.get("multi_label") else {})}
+
+    def row_summary(self, row):
+        if row.get("multi_label") and row.get("micro_f1") is not None:
+            return f"micro-F1 {row['micro_f1']:.4f}, subset accuracy {row['subset_accuracy']:.4f}"
+        return super().row_summary(row)
 
     def table(self, rows):
         """Rows are models, columns are datasets in the paper's order; a cell is the mean ± std
@@ -105,6 +127,8 @@ class TextTask(ClassifierTask):
         Runs without a test split have no accuracy: their cell says so, with how many there are."""
         from textcnn.kim2014 import BENCHMARKS, paper_figure
 
+        multi = [row for row in rows if row.get("multi_label")]
+        rows = [row for row in rows if not row.get("multi_label")]
         stats = summarize(rows)
         untested: dict[tuple[str, str], int] = {}
         for row in rows:
@@ -117,7 +141,7 @@ class TextTask(ClassifierTask):
         models = sorted({k[0] for k in keys}, key=_text_row_order)
         titles = [BENCHMARKS[d].title if d in BENCHMARKS else d for d in datasets]
         md = ["| model | " + " | ".join(titles) + " |", "|---" * (len(datasets) + 1) + "|"]
-        table = Table(md, ["model", "dataset", "mean", "std", "n", "paper"])
+        table = Table(md, ["model", "dataset", "mean", "std", "n", "paper", "metric"])
         for model in models:
             cells = []
             for d in datasets:
@@ -131,10 +155,17 @@ class TextTask(ClassifierTask):
                     continue
                 cells.append(stats_cell(s) + (f" [paper {paper:.1f}]" if paper is not None else ""))
                 table.rows.append([model, d, f"{s['mean']:.2f}", f"{s['std']:.2f}", s["n"],
-                                   "" if paper is None else paper])
+                                   "" if paper is None else paper, "accuracy"])
+                table.chart.append(ChartPoint(model, titles[datasets.index(d)], s["mean"], s["std"], s["n"], paper))
             md.append(f"| {model} | " + " | ".join(cells) + " |")
         md += ["", "Accuracy (%) on the test folds / test split: mean ± std over folds and seeds, n runs; "
                "[paper X] is Kim (2014) Table 2 where it has the row."]
+        if multi:
+            if not rows:
+                del md[:]
+            else:
+                md.append("")
+            _multi_label_table(multi, table)
         return table
 
     @staticmethod
@@ -142,6 +173,29 @@ class TextTask(ClassifierTask):
         from textcnn.pipeline import cross_validated
 
         return cross_validated(checked.data)
+
+
+def _multi_label_table(rows: Sequence[dict[str, Any]], table: Table) -> None:
+    """Multi-label runs as a table of their own (appended to `table`): a row per (model,
+    dataset), a column per figure, each mean ± std (%) over folds and seeds."""
+    md = table.markdown
+    md += ["| model | dataset | " + " | ".join(title for _, title in MULTI_LABEL_COLUMNS) + " |",
+           "|---" * (len(MULTI_LABEL_COLUMNS) + 2) + "|"]
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["model"], row["dataset"]), []).append(row)
+    for (model, dataset), group in groups.items():
+        cells = []
+        for key, _ in MULTI_LABEL_COLUMNS:
+            values = [100 * r[key] for r in group if r.get(key) is not None]
+            s = mean_std(values) if values else None
+            cells.append(stats_cell(s) if s else f"no test split (n={len(group)})")
+            if s:
+                table.rows.append([model, dataset, f"{s['mean']:.2f}", f"{s['std']:.2f}", s["n"], "", key])
+        md.append(f"| {model} | {dataset} | " + " | ".join(cells) + " |")
+    md += ["", "Multi-label runs, on the test split (%): micro-, macro- and samples-averaged F1, subset "
+           "accuracy (every label of a text right) and Hamming loss (wrong text-label decisions); mean ± "
+           "std over folds and seeds, n runs."]
 
 
 def summarize(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str], dict[str, float]]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from textcnn.core.errors import TextCNNError
 from textcnn.tasks.base import (
+    ChartPoint,
     ClassifierTask,
     Table,
     Task,
@@ -16,6 +17,7 @@ from textcnn.tasks.base import (
     mean_std,
     pin_split_seed,
     recipe_group,
+    reject_multi_label_option,
     stats_cell,
 )
 
@@ -59,13 +61,19 @@ class ImageTask(ClassifierTask):
 
         return train_image_recipe(data, source=str(source), out_dir=out_dir, overwrite=overwrite)
 
-    def evaluate(self, model, data_file, *, data_format=None, text_column="text", label_column="label"):
+    def evaluate(self, model, data_file, *, data_format=None, text_column="text", label_column="label",
+                 label_separator=None):
         from vision.pipeline import evaluate_image_model
+
+        reject_multi_label_option("--label-separator", label_separator, model)
 
         return evaluate_image_model(model, None if data_file is None else str(data_file))
 
-    def predict(self, model, inputs, *, top_k=1, threshold=None, abstain=None):
+    def predict(self, model, inputs, *, top_k=1, threshold=None, abstain=None, thresholds=None,
+                label_top_k=False):
         from vision.pipeline import predict_image_stream
+
+        reject_multi_label_option("--thresholds", thresholds, model)  # an image has one label
 
         return predict_image_stream(model, inputs, top_k=top_k, threshold=threshold, abstain=abstain)
 
@@ -100,6 +108,9 @@ class ImageTask(ClassifierTask):
             cell = stats_cell(acc, 100) if acc else f"no test split (n={len(group)})"
             md.append(f"| {run} | {first['model']} | {first['dataset']} | {cell} | "
                       f"{_shown(params, ',.0f')} | {_shown(seconds, '.1f')} |")
+            if acc is not None:
+                table.chart.append(ChartPoint(run, str(first["dataset"]), 100 * acc["mean"], 100 * acc["std"],
+                                              acc["n"]))
             table.rows.append([run, first["model"], first["dataset"],
                                "" if acc is None else f"{100 * acc['mean']:.2f}",
                                "" if acc is None else f"{100 * acc['std']:.2f}",
@@ -128,8 +139,11 @@ class DetectionTask(Task):
 
         return train_detection_recipe(data, source=str(source), out_dir=out_dir, overwrite=overwrite)
 
-    def evaluate(self, model, data_file, *, data_format=None, text_column="text", label_column="label"):
+    def evaluate(self, model, data_file, *, data_format=None, text_column="text", label_column="label",
+                 label_separator=None):
         from vision.detection.pipeline import evaluate_detector
+
+        reject_multi_label_option("--label-separator", label_separator, model)
 
         return evaluate_detector(model, None if data_file is None else str(data_file))
 
@@ -178,12 +192,14 @@ class DetectionTask(Task):
         md = ["| run | detector | data | mAP@0.5 | COCO mAP@[.5:.95] | ms / image | train s |",
               "|---|---|---|---|---|---|---|"]
         table = Table(md, ["run", "model", "dataset", "map_50_mean", "map_50_std", "coco_map_mean",
-                           "coco_map_std", "n", "ms_per_image", "train_seconds"])
+                           "coco_map_std", "n", "ms_per_image", "train_seconds"], chart_metric="mAP@0.5")
         for run, group in _grouped(rows).items():
             first = group[0]
             voc, coco = _stats(group, "map_50"), _stats(group, "coco_map")
             ms, seconds = _mean(group, "ms_per_image"), _mean(group, "train_seconds")
             tested = voc is not None
+            if tested:
+                table.chart.append(ChartPoint(run, str(first["dataset"]), voc["mean"], voc["std"], voc["n"]))
             md.append(f"| {run} | {first['model']} | {first['dataset']} | "
                       f"{stats_cell(voc, digits=3) if tested else f'no test split (n={len(group)})'} | "
                       f"{stats_cell(coco, digits=3) if coco else '–'} | {_shown(ms, '.1f')} | "

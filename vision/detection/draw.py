@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,15 @@ from textcnn.core.io import atomic_write
 PALETTE = np.array([(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
                     (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128)],
                    dtype=np.uint8)
+
+
+READABLE_SIDE = 480  # `readable_scale` enlarges a drawing until its longer side has this many pixels
+
+
+def readable_scale(height: int, width: int) -> int:
+    """The whole factor that brings an image's longer side to at least READABLE_SIDE pixels, so
+    that its boxes and labels can be read (a 96 px shapes image is drawn 5x)."""
+    return max(1, math.ceil(READABLE_SIDE / max(height, width, 1)))
 
 
 def _to_uint8(image: Tensor) -> np.ndarray:
@@ -44,21 +54,28 @@ def _outline(array: np.ndarray, x1: int, y1: int, x2: int, y2: int, colour: np.n
 
 def _labels(array: np.ndarray, texts: list[tuple[int, int, str, np.ndarray]]) -> np.ndarray:
     """Write each text on a filled tab of its colour, above its box when there is room (so the
-    inside of the box stays visible), else just inside its top edge. Needs Pillow; without it the
-    boxes alone are drawn."""
+    inside of the box stays visible), else just inside its top edge; moved left where it would
+    run past the right edge, so every label lies inside the picture. The font grows with the
+    picture (1/30 of its height, at least 11 px). Needs Pillow; without it the boxes alone are
+    drawn."""
     try:
-        from PIL import Image, ImageDraw
+        from PIL import Image, ImageDraw, ImageFont
     except ImportError:
         return array
     pil = Image.fromarray(array)
     draw = ImageDraw.Draw(pil)
+    try:
+        font = ImageFont.load_default(size=max(11, array.shape[0] // 30))
+    except (TypeError, OSError):  # Pillow < 10.1, or no FreeType: the fixed bitmap font
+        font = ImageFont.load_default()
     for x, y, text, colour in texts:
-        left, top, right, bottom = draw.textbbox((0, 0), text)
-        tw, th = right - left + 2, bottom - top + 2
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        tw, th = right - left + 4, bottom - top + 4
         ty = y - th if y - th >= 0 else y
+        x = max(0, min(x, array.shape[1] - tw))
         draw.rectangle((x, ty, x + tw - 1, ty + th - 1), fill=tuple(int(c) for c in colour))
         ink = (0, 0, 0) if int(colour.astype(np.int32).sum()) > 380 else (255, 255, 255)
-        draw.text((x + 1 - left, ty + 1 - top), text, fill=ink)
+        draw.text((x + 2 - left, ty + 2 - top), text, fill=ink, font=font)
     return np.asarray(pil).copy()
 
 
@@ -124,4 +141,4 @@ def save_png(array: np.ndarray, path: str | os.PathLike) -> Path:
     return atomic_write(path, write)
 
 
-__all__ = ["PALETTE", "draw_detections", "save_png"]
+__all__ = ["PALETTE", "READABLE_SIDE", "draw_detections", "readable_scale", "save_png"]

@@ -398,7 +398,7 @@ def iter_detections(model_dir: str | Path, paths: Iterable[str], *, out_dir: str
     `a/x.png` and `b/x.png` both keep their drawing), named in the entry's `"drawn"`; and
     `detections.json` lists every entry. It is written at the end, or when an input fails, with
     the entries of the images before it."""
-    from vision.detection.draw import draw_detections, save_png
+    from vision.detection.draw import draw_detections, readable_scale, save_png
 
     model, meta = load_detector(model_dir)
     results: list[dict[str, Any]] = []
@@ -418,7 +418,8 @@ def iter_detections(model_dir: str | Path, paths: Iterable[str], *, out_dir: str
                 for box, label, score in zip(det["boxes"], det["labels"], det["scores"])]}
             if out_dir is not None:
                 name = _drawing_name(Path(p).stem, used)
-                drawn = draw_detections(image, det, meta["classes"], score_threshold=score_threshold)
+                drawn = draw_detections(image, det, meta["classes"], score_threshold=score_threshold,
+                                        scale=readable_scale(*image.shape[-2:]))
                 save_png(drawn, Path(out_dir) / name)
                 result["drawn"] = name
             results.append(result)
