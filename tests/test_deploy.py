@@ -225,3 +225,20 @@ def test_a_multi_label_model_exports_its_sigmoid_probabilities(sample, tmp_path)
     np.testing.assert_allclose(onnx_clf.predict_proba(texts), clf.predict_proba(texts), atol=1e-5)
     np.testing.assert_array_equal(onnx_clf.predict(texts), clf.predict(texts))  # at the model's 0.4
     np.testing.assert_array_equal(onnx_clf.predict(texts, threshold=0.7), clf.predict(texts, threshold=0.7))
+
+
+def test_tuned_thresholds_travel_with_the_export_and_the_server(sample, tmp_path):
+    from textcnn.serve import ServeSettings, load_predictor
+
+    X, y = sample
+    labels = [[label, "any"] if i % 3 == 0 else [label] for i, label in enumerate(y)]
+    clf = TextCNNClassifier(**SMALL, multi_label=True, tune_thresholds=True, dev_fraction=0.2).fit(X, labels)
+    assert clf.thresholds_ is not None and not np.allclose(clf.thresholds_, clf.threshold)
+    clf.save(tmp_path / "model")
+    export_model(tmp_path / "model", tmp_path / "onnx")
+    onnx_clf = OnnxClassifier(tmp_path / "onnx")
+    np.testing.assert_allclose(onnx_clf.threshold, clf.thresholds_)
+    texts = X[:40]
+    np.testing.assert_array_equal(onnx_clf.predict(texts), clf.predict(texts))  # each label at its own cut
+    for path in (tmp_path / "model", tmp_path / "onnx"):
+        np.testing.assert_allclose(load_predictor(ServeSettings(model=str(path))).threshold, clf.thresholds_)

@@ -57,6 +57,8 @@ def export_text_model(model_dir: str | os.PathLike, out: str | os.PathLike, *,
             files[extra] = copier(source, extra)
     config = {"task": "text", "source_kind": KIND, "model": source.config["model"],
               "params": source.config["params"]}
+    if clf.thresholds_ is not None:  # a multi-label model's thresholds tuned on dev data
+        config["thresholds"] = [float(t) for t in clf.thresholds_]
     return write_onnx_dir(out, config=config, quantize=quantize, int8_ops=INT8_OPS, opset=opset,
                           export=lambda path: export_graph(clf.model_, example, path, input_name="ids",
                                                            dynamic_axes={0: "batch", 1: "length"},
@@ -73,7 +75,15 @@ class OnnxTextScorer:
         self.tokenizer, self.label_map = read_tokenizer_and_labels(model_dir, cfg)
         self.classes = self.label_map.as_array()
         self.multi_label = bool(params.get("multi_label", False))
-        self.threshold = float(params.get("threshold", 0.5))
+        # a multi-label model's decision threshold: one per label where they were tuned on dev data
+        self.threshold: float | np.ndarray = float(params.get("threshold", 0.5))
+        if "thresholds" in model_dir.config:
+            tuned = model_dir.get("thresholds", list)
+            if len(tuned) != len(self.classes) or not all(
+                    isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t <= 1 for t in tuned):
+                raise TextCNNError(f"{model_dir.config_file}: expected 'thresholds' to be {len(self.classes)} "
+                                   f"probabilities (one per label), got {str(tuned)[:80]}")
+            self.threshold = np.asarray(tuned, dtype=np.float64)
         # the length policy the model was trained with (absent in models from before it: no cut)
         self.max_tokens, self.truncation = params.get("max_tokens"), params.get("truncation", "none")
         self.pad_id = cfg.pad_id

@@ -137,7 +137,8 @@ def load_predictor(settings: ServeSettings) -> Predictor:
 
         clf = load_model(settings.model)
         return Predictor("text", "torch", [_plain(c) for c in clf.classes_], clf.predict_proba,
-                         clf.multi_label, clf.threshold, {"model": asdict(clf.model_config_)})
+                         clf.multi_label, clf.decision_thresholds() if clf.multi_label else clf.threshold,
+                         {"model": asdict(clf.model_config_)})
     if task == "image":
         import torch
 

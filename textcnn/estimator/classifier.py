@@ -171,7 +171,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         if data.dev_targets is None:
             raise TextCNNError("tune_thresholds: expected dev data to choose the thresholds on (X_dev, or "
                                "dev_fraction > 0), got none")
-        scores = class_scores(self.model_, self.tokenizer_.encode_batch(data.dev_texts), torch.device("cpu"),
+        scores = class_scores(self.model_, self.encode(data.dev_texts), torch.device("cpu"),
                               multi_label=True)
         return best_f1_thresholds(data.dev_targets.numpy(), scores, default=self.threshold)
 
