@@ -17,6 +17,7 @@ import numpy as np
 
 from textcnn.batching import pad_batch, token_budget_batches
 from textcnn.core.decisions import probabilities
+from textcnn.core.errors import TextCNNError
 from textcnn.core.modeldir import ModelDir, open_model_dir
 from textcnn.core.onnx import (
     OPSET,

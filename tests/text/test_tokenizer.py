@@ -46,6 +46,7 @@ TRICKY = [text for text, _ in CLEAN_CASES] + [
     "\U0001f600" * 3,
     "two\nlines, one text\r\n",
     "",
+    "".join(map(chr, range(128))) + " it's",  # every ASCII character (those take a table, not the regex)
 ]
 
 
