@@ -25,6 +25,15 @@ sys.path.insert(0, str(REPO))
 START, END = "<!-- 20ng-table start -->", "<!-- 20ng-table end -->"
 
 
+
+def setup_seconds(row: dict) -> str:
+    """The run's wall time less its training (reading, tokenizing, vocabulary, test); a resumed
+    run's wall time counts its last process only, so it has no such figure."""
+    if not row.get("wall_seconds") or row.get("train_seconds") is None:
+        return "–"
+    setup = row["wall_seconds"] - row["train_seconds"]
+    return f"{setup:.0f}" if setup >= 0 else "– (resumed)"
+
 def epochs(folder: Path) -> list[dict]:
     path = folder / "train" / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
@@ -67,9 +76,7 @@ def main() -> None:
                  f"{best} / {row.get('epochs_run')}" if best is not None else "–",
                  f"{to_best:.0f}" if history else f"{row.get('train_seconds') or 0:.0f} (fit)",
                  f"{per_epoch[len(per_epoch) // 2]:.0f}" if per_epoch else "–",
-                 # the run's wall time less its training: reading, tokenizing, vocabulary, test
-                 f"{row['wall_seconds'] - row['train_seconds']:.0f}"
-                 if row.get("wall_seconds") and row.get("train_seconds") is not None else "–"]
+                 setup_seconds(row)]
         lines.append("| " + " | ".join(cells) + " |")
     missing = [f"{name}/{key}" for key in recipe["expand"]["model"] if f"{name}/{key}" not in done]
     if missing:
