@@ -17,7 +17,6 @@ import numpy as np
 
 from textcnn.batching import pad_batch, token_budget_batches
 from textcnn.core.decisions import probabilities
-from textcnn.core.errors import TextCNNError
 from textcnn.core.modeldir import ModelDir, open_model_dir
 from textcnn.core.onnx import (
     OPSET,
@@ -29,7 +28,13 @@ from textcnn.core.onnx import (
 )
 from textcnn.estimator.classifier import TextCNNClassifier, _as_texts
 from textcnn.estimator.inference import INFERENCE_BATCH, INFERENCE_TOKENS
-from textcnn.estimator.saving import KIND, LABELS, TOKENIZER, read_tokenizer_and_labels
+from textcnn.estimator.saving import (
+    KIND,
+    LABELS,
+    TOKENIZER,
+    read_thresholds,
+    read_tokenizer_and_labels,
+)
 from textcnn.model import KimCNNConfig
 
 # What `--quantize int8` stores as int8: the embedding tables (Gather), almost all of the file.
@@ -77,14 +82,8 @@ class OnnxTextScorer:
         self.classes = self.label_map.as_array()
         self.multi_label = bool(params.get("multi_label", False))
         # a multi-label model's decision threshold: one per label where they were tuned on dev data
-        self.threshold: float | np.ndarray = float(params.get("threshold", 0.5))
-        if "thresholds" in model_dir.config:
-            tuned = model_dir.get("thresholds", list)
-            if len(tuned) != len(self.classes) or not all(
-                    isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t <= 1 for t in tuned):
-                raise TextCNNError(f"{model_dir.config_file}: expected 'thresholds' to be {len(self.classes)} "
-                                   f"probabilities (one per label), got {str(tuned)[:80]}")
-            self.threshold = np.asarray(tuned, dtype=np.float64)
+        tuned = read_thresholds(model_dir, labels=len(self.classes))
+        self.threshold: float | np.ndarray = float(params.get("threshold", 0.5)) if tuned is None else tuned
         # the length policy the model was trained with (absent in models from before it: no cut)
         self.max_tokens, self.truncation = params.get("max_tokens"), params.get("truncation", "none")
         self.pad_id = cfg.pad_id

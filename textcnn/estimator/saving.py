@@ -75,15 +75,21 @@ def load_classifier(cls: type[TextCNNClassifier], path: str | Path) -> TextCNNCl
     clf.projected_ = None
     clf.tokenizer_, clf.label_map_ = tokenizer, label_map
     clf.classes_ = label_map.as_array()
-    clf.thresholds_ = None
-    if "thresholds" in model_dir.config:
-        tuned = model_dir.get("thresholds", list)
-        if len(tuned) != len(label_map) or not all(
-                isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t <= 1 for t in tuned):
-            raise TextCNNError(f"{model_dir.config_file}: expected 'thresholds' to be {len(label_map)} "
-                               f"probabilities (one per label), got {str(tuned)[:80]}")
-        clf.thresholds_ = np.asarray(tuned, dtype=np.float64)
+    clf.thresholds_ = read_thresholds(model_dir, labels=len(label_map))
     return clf
+
+
+def read_thresholds(model_dir: ModelDir, *, labels: int) -> np.ndarray | None:
+    """A multi-label model's thresholds tuned on dev data (config.json's `thresholds`, one per
+    label), or None where it has none; a bad list is a `TextCNNError` naming the file."""
+    if "thresholds" not in model_dir.config:
+        return None
+    tuned = model_dir.get("thresholds", list)
+    if len(tuned) != labels or not all(
+            isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t <= 1 for t in tuned):
+        raise TextCNNError(f"{model_dir.config_file}: expected 'thresholds' to be {labels} "
+                           f"probabilities (one per label), got {str(tuned)[:80]}")
+    return np.asarray(tuned, dtype=np.float64)
 
 
 def read_tokenizer_and_labels(model_dir: ModelDir, cfg: KimCNNConfig) -> tuple[WordTokenizer, LabelMap]:
