@@ -16,6 +16,7 @@ Only rank 0 reads and writes the run folder; the others get a resumed state from
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -85,6 +86,10 @@ def join_process_group(device: torch.device) -> bool:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group(backend)
+        # A process that exits with its group still open can abort in the backend's threads
+        # ("terminate called without an active exception"): a Python caller under torchrun that
+        # never calls leave_process_group gets it closed at exit, as the CLI closes it.
+        atexit.register(leave_process_group)
     return active()
 
 
