@@ -5,8 +5,10 @@ A convolution of width h over word vectors is a sum of h per-position products:
     conv_h[t] = b + sum_k  W_h[:, :, k] @ e(word at t - h + 1 + k)
 
 so it only needs each word's projection through each filter tap, `W_h[:, :, k] @ e(v)`.
-Stacked by tap, these form a table with rows k*U + u, and the convolution at every position is a
-sum of h table rows, which `F.embedding_bag(mode="sum")` gathers and adds in one fused step.
+One table holds them all, word by word: word u's S = sum(widths) rows (every tap of every width)
+are rows u*S .. u*S + S - 1, so a word's projections lie together in memory, which makes the
+lookups faster than one table per tap. The convolution at every position is a sum of h of its
+rows, which `F.embedding_bag(mode="sum")` gathers and adds in one fused step.
 Since ReLU is monotone and the bias is constant over time, max_t relu(x_t + b) equals
 relu(max_t x_t + b), so the bias and ReLU are applied after pooling (the same holds for every
 non-decreasing activation, `KimCNNConfig.activation_after_max`). Other choices of the model's
@@ -43,18 +45,26 @@ Stage = tuple[nn.Module, nn.Module]  # a width's norm and activation
 CHUNK_WINDOWS = 1 << 14
 
 
+def tap_offsets(widths: list[int]) -> list[int]:
+    """Within a word's block of sum(widths) table rows, the row of each width's first tap."""
+    return [sum(widths[:i]) for i in range(len(widths))]
+
+
 def tap_tables(vectors: torch.Tensor, model: KimCNN, *,
-               matmul_dtype: torch.dtype | None = None) -> list[torch.Tensor]:
-    """Per width, the [width * U + 1, maps] table of tap projections of `vectors` [U, C*D]:
-    row k * U + u is tap k applied to word u; the last row is -inf (see `pool_from_tables`).
+               matmul_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """The [(U + 1) * S, maps] table of tap projections of `vectors` [U, C*D], S = sum(widths):
+    row u * S + tap_offsets(widths)[i] + k is tap k of width i applied to word u; the last S rows
+    (a word U that does not exist) are -inf (see `pool_from_tables`).
 
     With `matmul_dtype` (e.g. bfloat16) the projection GEMM and, in training, its two gradient
     GEMMs run in that type (accumulating in float32 inside, rounding their results to it); the
-    tables are float32 again before the sums and the max."""
-    maps, widths = model.config.maps, list(model.config.widths)
-    # one GEMM for every tap of every width: [C*D, sum(widths) * maps], columns ordered (k, m)
+    table is float32 again before the sums and the max."""
+    maps = model.config.maps
+    # one GEMM for every tap of every width: [C*D, S * maps], columns ordered (width, k, m), so
+    # that each row of the product is one word's block of S table rows
     weights = torch.cat([block.conv.weight.permute(1, 2, 0).reshape(vectors.shape[1], -1)
                          for block in model.convs], dim=1)
+    vectors = F.pad(vectors, (0, 0, 0, 1))  # the -inf word's row
     if matmul_dtype is None:
         projected = vectors @ weights
     else:
@@ -63,45 +73,45 @@ def tap_tables(vectors: torch.Tensor, model: KimCNN, *,
         rows = vectors.shape[0]
         padded = F.pad(vectors.to(matmul_dtype), (0, 0, 0, -rows % 64))
         projected = (padded @ weights.to(matmul_dtype))[:rows].to(vectors.dtype)
-    projected = projected.split([w * maps for w in widths], dim=1)
-    minus_inf = vectors.new_full((1, maps), float("-inf"))
-    return [torch.cat([p.view(-1, w, maps).transpose(0, 1).reshape(-1, maps), minus_inf])
-            for p, w in zip(projected, widths)]
+    projected[-1] = float("-inf")  # the product's backward needs its inputs only, not this row
+    return projected.view(-1, maps)
 
 
-def pool_from_tables(tables: list[torch.Tensor], biases: list[torch.Tensor | None], rows: torch.Tensor,
+def pool_from_tables(table: torch.Tensor, biases: list[torch.Tensor | None], rows: torch.Tensor,
                      lengths: torch.Tensor, *, pad_row: int, config: KimCNNConfig,
                      stages: list[Stage], chunk: int | None = None) -> torch.Tensor:
-    """Pooled features [N, num_features] from tap tables, as `KimCNN.features` gives them.
+    """Pooled features [N, num_features] from a tap table (`tap_tables`' layout), as
+    `KimCNN.features` gives them.
 
-    `rows` [N, L] indexes each word's table row (right-padded with `pad_row`, whose projection
-    is zero); `lengths` [N] counts real words; `biases` (None: a convolution without one) and
-    `stages` (each width's norm and activation) come from the model. Windows of padding alone are
-    left out, and an empty sentence gives zero features, as in `KimCNN.features`. With `chunk`
-    and max pooling before the activation (Kim's order), the windows are summed and pooled at
-    most `chunk` (N x windows) at a time, each piece reading `width - 1` positions past its last
+    `rows` [N, L] indexes each word's block of the table (right-padded with `pad_row`, whose
+    projections are zero); `lengths` [N] counts real words; `biases` (None: a convolution without
+    one) and `stages` (each width's norm and activation) come from the model. Windows of padding
+    alone are left out, and an empty sentence gives zero features, as in `KimCNN.features`. With
+    `chunk` and max pooling before the activation (Kim's order), the windows are summed and pooled
+    at most `chunk` (N x windows) at a time, each piece reading `width - 1` positions past its last
     window start, and the pieces' maxima combined: the same features, with memory bounded by
     `chunk` rather than by the texts' length. The other poolings see every window at once.
     """
-    n = rows.shape[0]
+    n, taps_per_word = rows.shape[0], sum(config.widths)
+    minus_inf = table.shape[0] - 1  # a row of the -inf word
+    blocks = rows * taps_per_word  # each word's first row
     pooled = []
-    for width, table, bias, (norm, act) in zip(config.widths, tables, biases, stages):
-        n_rows = (table.shape[0] - 1) // width
-        padded = F.pad(rows, (width - 1, width - 1), value=pad_row)
-        taps = torch.arange(width, device=rows.device) * n_rows
+    for width, first, bias, (norm, act) in zip(config.widths, tap_offsets(list(config.widths)), biases, stages):
+        padded = F.pad(blocks, (width - 1, width - 1), value=pad_row * taps_per_word)
+        taps = torch.arange(first, first + width, device=rows.device)
         windows = padded.shape[1] - width + 1
         if config.activation_after_max:
             valid = valid_windows(lengths, width, windows)
             step = windows if chunk is None else max(1, chunk // max(1, n))
             best = None
-            for first in range(0, windows, step):
-                last = min(windows, first + step)
-                index = padded[:, first:last + width - 1].unfold(1, width, 1) + taps  # [N, last - first, width]
-                # Pointing the last tap of every window without a word at the extra -inf row rules
-                # it out of the max without masking the [N, T, maps] sums; no valid window reaches it.
-                index[..., -1] = index[..., -1].masked_fill(~valid[:, first:last], width * n_rows)
+            for start in range(0, windows, step):
+                last = min(windows, start + step)
+                index = padded[:, start:last + width - 1].unfold(1, width, 1) + taps  # [N, last - start, width]
+                # Pointing the last tap of every window without a word at a -inf row rules it out
+                # of the max without masking the [N, T, maps] sums; no valid window reaches it.
+                index[..., -1] = index[..., -1].masked_fill(~valid[:, start:last], minus_inf)
                 sums = F.embedding_bag(index.reshape(-1, width), table, mode="sum")
-                piece = sums.view(n, last - first, -1).amax(dim=1)
+                piece = sums.view(n, last - start, -1).amax(dim=1)
                 best = piece if best is None else torch.maximum(best, piece)
             if bias is not None:
                 best = best + bias
@@ -137,8 +147,8 @@ def projected_features(model: KimCNN, ids: torch.Tensor, *,
     rows = rows[:-1].view_as(ids)
     vectors = torch.cat([emb(words) for emb in model.embeddings], dim=-1)  # [U, C*D]
     pad_row = int(torch.searchsorted(words, pad))
-    tables = tap_tables(vectors, model, matmul_dtype=matmul_dtype)
-    return pool_from_tables(tables, [b.conv.bias for b in model.convs], rows, (ids != cfg.pad_id).sum(dim=1),
+    table = tap_tables(vectors, model, matmul_dtype=matmul_dtype)
+    return pool_from_tables(table, [b.conv.bias for b in model.convs], rows, (ids != cfg.pad_id).sum(dim=1),
                             pad_row=pad_row, config=cfg, stages=stages_of(model))
 
 
@@ -157,23 +167,22 @@ class ProjectedKimCNN(nn.Module):
         self.config = cfg
         with torch.no_grad():
             vectors = torch.cat([emb.weight for emb in model.embeddings], dim=-1)  # [V, C*D]
-            rows = vectors.shape[0]
-            sizes = [block.conv.weight.shape[2] * rows + 1 for block in model.convs]
-            # One block of memory, each width's table a slice of it: the single-text path
-            # (textcnn.estimator.inference.SingleTextScorer) gathers from all of them at once.
-            # `tap_tables`' layout, written a tap at a time into the block itself: the peak is
-            # the tables, not three copies of them (a 80k-word vocabulary's are 390 MB).
-            combined = vectors.new_empty(sum(sizes), cfg.maps)
-            start = 0
-            for i, (block, size) in enumerate(zip(model.convs, sizes)):
-                table, weight = combined[start:start + size], block.conv.weight  # [maps, C*D, width]
+            words, taps_per_word = vectors.shape[0], sum(cfg.widths)
+            # `tap_tables`' layout, one tap's rows written at a time, a slab of words at a time:
+            # the peak is the table, not copies of it (a 80k-word vocabulary's is 390 MB). The
+            # single-text path (textcnn.estimator.inference.SingleTextScorer) reads it in place.
+            table = vectors.new_empty((words + 1) * taps_per_word, cfg.maps)
+            by_word = table.view(words + 1, taps_per_word, cfg.maps)
+            for i, (block, first) in enumerate(zip(model.convs, tap_offsets(list(cfg.widths)))):
+                weight = block.conv.weight  # [maps, C*D, width]
                 for k in range(weight.shape[2]):
-                    torch.matmul(vectors, weight[:, :, k].t(), out=table[k * rows:(k + 1) * rows])
-                table[-1] = float("-inf")
-                self.register_buffer(f"table{i}", table)
+                    for slab in range(0, words, 8192):
+                        end = min(words, slab + 8192)
+                        by_word[slab:end, first + k] = vectors[slab:end] @ weight[:, :, k].t()
                 bias = block.conv.bias
                 self.register_buffer(f"bias{i}", torch.zeros(cfg.maps) if bias is None else bias.detach().clone())
-                start += size
+            by_word[words] = float("-inf")
+            self.register_buffer("table", table)
             # each width's norm (batch norm: its running statistics) and activation, as trained
             self.norms = nn.ModuleList(copy.deepcopy(norm) for norm, _ in stages_of(model))
             self.acts = nn.ModuleList(copy.deepcopy(act) for _, act in stages_of(model))
@@ -185,14 +194,13 @@ class ProjectedKimCNN(nn.Module):
     def table_bytes(model: KimCNN) -> int:
         """Memory the tables of `model` would take."""
         cfg = model.config
-        return 4 * cfg.maps * sum(w * cfg.vocab_size + 1 for w in cfg.widths)
+        return 4 * cfg.maps * (cfg.vocab_size + 1) * sum(cfg.widths)
 
     def features(self, ids: torch.Tensor) -> torch.Tensor:
         """[N, L] right-padded ids -> [N, maps * len(widths)] pooled features (as KimCNN.features),
         summed `CHUNK_WINDOWS` windows at a time: memory does not grow with a text's length."""
         n_widths = len(self.config.widths)
-        return pool_from_tables([getattr(self, f"table{i}") for i in range(n_widths)],
-                                [getattr(self, f"bias{i}") for i in range(n_widths)], ids,
+        return pool_from_tables(self.table, [getattr(self, f"bias{i}") for i in range(n_widths)], ids,
                                 (ids != self.config.pad_id).sum(dim=1), pad_row=self.config.pad_id,
                                 config=self.config, stages=list(zip(self.norms, self.acts)),
                                 chunk=CHUNK_WINDOWS)

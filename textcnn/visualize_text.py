@@ -20,7 +20,7 @@ from textcnn import estimator
 from textcnn.batching import pad_batch, token_budget_batches
 from textcnn.core.errors import TextCNNError
 from textcnn.core.io import atomic_write, atomic_write_json, atomic_write_text
-from textcnn.projection import ProjectedKimCNN
+from textcnn.projection import ProjectedKimCNN, tap_offsets
 
 
 def top_ngrams(clf: estimator.TextCNNClassifier, texts: Sequence[str], *,
@@ -44,15 +44,14 @@ def top_ngrams(clf: estimator.TextCNNClassifier, texts: Sequence[str], *,
         for idx in token_budget_batches([len(s) for s in ids], max_tokens=budget,
                                         max_count=estimator.INFERENCE_BATCH):
             batch = pad_batch([ids[i] for i in idx], pad_id=cfg.pad_id)
-            for i, width in enumerate(cfg.widths):
-                table = getattr(model, f"table{i}")
-                n_rows = (table.shape[0] - 1) // width
+            for i, (width, first) in enumerate(zip(cfg.widths, tap_offsets(list(cfg.widths)))):
                 if batch.shape[1] < width:
                     continue  # no text of this batch holds a whole n-gram of this width
                 # only windows wholly inside a sentence: a filter's n-gram has all its words
                 windows = batch.unfold(1, width, 1)
-                taps = torch.arange(width) * n_rows
-                scores = F.embedding_bag((windows + taps).reshape(-1, width), table, mode="sum")
+                taps = torch.arange(first, first + width)
+                scores = F.embedding_bag((windows * sum(cfg.widths) + taps).reshape(-1, width), model.table,
+                                         mode="sum")
                 scores = model.window_scores(i, scores.view(*windows.shape[:2], -1))
                 valid = (windows != cfg.pad_id).all(dim=-1)
                 if not valid.any():

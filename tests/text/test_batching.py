@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from textcnn.batching import bucket_batches, random_batches, token_budget_batches
+from textcnn.batching import bucket_batches, pad_batch, random_batches, token_budget_batches
 
 
 def greedy_reference(lengths, max_tokens, max_count):
@@ -80,3 +80,19 @@ def test_training_batches_keep_the_token_budget_and_bucket_by_length(seed):
     assert [b.tolist() for b in plain] == cut_reference(order, lengths, size, budget)
     # without a budget: batch_size alone, as before
     assert [len(b) for b in random_batches(120, 50, generator=torch.Generator())] == [50, 50, 20]
+
+
+def test_pad_batch_equals_a_row_by_row_copy():
+    """Ragged lists, arrays and empty texts, against padding each row on its own."""
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(1, 100, size=rng.integers(0, 12)).tolist() for _ in range(40)] + [[], np.array([5, 6])]
+    for min_length, multiple_of in ((1, 1), (20, 1), (1, 8)):
+        width = max(min_length, max(len(s) for s in seqs))
+        width += -width % multiple_of
+        expected = np.full((len(seqs), width), 7, dtype=np.int64)
+        for row, seq in enumerate(seqs):
+            expected[row, :len(seq)] = seq
+        got = pad_batch(seqs, pad_id=7, min_length=min_length, multiple_of=multiple_of)
+        assert got.dtype == torch.int64
+        np.testing.assert_array_equal(got.numpy(), expected)
+    assert pad_batch([], pad_id=0).shape == (0, 1)

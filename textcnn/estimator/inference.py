@@ -11,7 +11,7 @@ import torch
 from textcnn.batching import pad_batch, token_budget_batches
 from textcnn.core.decisions import probabilities
 from textcnn.model import KimCNN
-from textcnn.projection import ProjectedKimCNN
+from textcnn.projection import ProjectedKimCNN, tap_offsets
 
 INFERENCE_BATCH = 1000  # at most this many texts per inference batch
 # Padded tokens (texts x longest text) per inference batch. Measured at the default 300-d vectors
@@ -31,24 +31,6 @@ MAX_TABLE_BYTES = 1 << 30  # larger vocabularies predict with the convolutions i
 # The probabilities are the same bit for bit (each text's windows, max and linear layer are its
 # own row); on a GPU larger batches stay faster.
 PROJECTED_CPU_BATCH = 128
-
-
-def _one_block(tables: list[torch.Tensor]) -> tuple[np.ndarray, list[int]]:
-    """The tap tables as one NumPy array and the row where each starts: a view of the block
-    `ProjectedKimCNN` keeps them in when they lie there one after another, else a copy."""
-    starts = [0]
-    for table in tables[:-1]:
-        starts.append(starts[-1] + len(table))
-    first = tables[0]
-    in_place = all(t.is_contiguous() and t.device.type == "cpu" and t.untyped_storage().data_ptr()
-                   == first.untyped_storage().data_ptr() and t.storage_offset() == first.storage_offset()
-                   + start * first.shape[1] for t, start in zip(tables, starts))
-    if in_place:
-        total = starts[-1] + len(tables[-1])
-        block = torch.empty(0, dtype=first.dtype).set_(first.untyped_storage(), first.storage_offset(),
-                                                       (total, first.shape[1]))
-        return block.numpy(), starts
-    return torch.cat([t.cpu() for t in tables]).numpy(), starts
 
 
 def class_scores(model: KimCNN | ProjectedKimCNN, ids: list[list[int]], device: torch.device, *,
@@ -99,9 +81,9 @@ class SingleTextScorer:
                  multi_label: bool) -> None:
         cfg = projected.config
         self.encode, self.multi_label = encode, multi_label
-        self.widths, self.vocab_size = list(cfg.widths), cfg.vocab_size
-        tables = [getattr(projected, f"table{i}").detach() for i in range(len(self.widths))]
-        self.table, self.starts = _one_block(tables)
+        self.widths = list(cfg.widths)
+        self.taps_per_word, self.firsts = sum(self.widths), tap_offsets(self.widths)
+        self.table = projected.table.detach().cpu().numpy()  # read in place: no second copy
         self.bias = torch.cat([getattr(projected, f"bias{i}") for i in range(len(self.widths))]).detach().numpy()
         self.weight = projected.fc.weight.detach().numpy().T.copy()  # [features, classes]
         self.fc_bias = projected.fc.bias.detach().numpy()
@@ -115,13 +97,13 @@ class SingleTextScorer:
         if n in self._layouts:
             return self._layouts[n]
         positions, offsets = [], []
-        for width, start in zip(self.widths, self.starts):
+        for width, first in zip(self.widths, self.firsts):
             count = n + width - 1  # windows holding at least one word
             # tap by tap (each tap's rows for every window together, so that a window sum adds
-            # whole slabs): position of tap k of window t, and tap k's first row
+            # whole slabs): position of tap k of window t, and tap k's row in a word's block
             grid = np.arange(width)[:, None] + np.arange(count) + (self.widest - width)
             positions.append(grid.ravel())
-            offsets.append(np.repeat(start + np.arange(width) * self.vocab_size, count))
+            offsets.append(np.repeat(first + np.arange(width), count))
         layout = (np.concatenate(positions), np.concatenate(offsets))
         if n <= _CACHED_LENGTHS:
             self._layouts[n] = layout
@@ -134,7 +116,7 @@ class SingleTextScorer:
             n = len(ids)
             positions, offsets = self._layout(n)
             padded = np.array(self.padding + ids + self.padding, dtype=np.intp)
-            rows = np.take(self.table, padded[positions] + offsets, axis=0)
+            rows = np.take(self.table, padded[positions] * self.taps_per_word + offsets, axis=0)
             features = np.empty(len(self.bias), dtype=np.float32)
             start, maps = 0, self.maps
             for i, width in enumerate(self.widths):
