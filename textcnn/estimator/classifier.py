@@ -264,6 +264,12 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         source = None if self.variant == "rand" else self.vectors  # the recipe checks it is set
         checkpoint = checkpoint_dir(source)
         if checkpoint is not None:
+            # the checkpoint brings its own vocabulary: settings that build one cannot act on it
+            own = {"min_frequency": 1, "max_vocab": None}
+            for name, default in own.items():
+                if getattr(self, name) != default:
+                    raise TextCNNError(f"{name}: the vocabulary is the checkpoint's own with vectors="
+                                       f"{self.vectors!r}, so it must stay {default!r}; got {getattr(self, name)!r}")
             tokenizer, table = load_hf_embeddings(checkpoint)
             self.coverage_ = 1.0
             self.tokenizer_ = tokenizer
