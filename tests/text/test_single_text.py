@@ -67,7 +67,7 @@ def test_the_scorer_reads_the_table_in_place(sample):
     X, y = sample
     clf = TextCNNClassifier(maps=4, embedding_dim=8, epochs=1, seed=0).fit(X, y)
     clf.predict_proba([X[0]])
-    projected, scorer = clf._single_scorer
+    projected, scorer = clf._single_scorer[:2]
     assert np.shares_memory(scorer.table, projected.table.numpy())  # no second copy of the table
 
 
@@ -81,3 +81,19 @@ def test_a_model_off_kims_relu_and_max_predicts_one_text_on_the_batched_path(sam
     alone = np.vstack([clf.predict_proba([text]) for text in texts])
     assert getattr(clf, "_single_scorer", None) is None  # the lean path computes ReLU after max only
     np.testing.assert_allclose(alone, batched, rtol=1e-5, atol=1e-6)
+
+
+def test_a_length_policy_set_after_a_single_prediction_takes_effect(sample):
+    """The lean path encodes with the length policy: set_params(max_tokens=...) after it has
+    answered once must cut the next text by the new policy, as the batched path does."""
+    X, y = sample
+    clf = TextCNNClassifier(maps=6, embedding_dim=12, epochs=1, seed=0).fit(X, y)
+    text = " ".join(clf.tokenizer_.vocab()[2:400])
+    whole = clf.predict_proba([text])
+    for max_tokens, truncation in ((3, "head"), (3, "tail"), (None, "none")):
+        clf.set_params(max_tokens=max_tokens, truncation=truncation)
+        ids = clf.tokenizer_.encode_batch([text], max_tokens=max_tokens, truncation=truncation)
+        expected = class_scores(clf.model_, ids, torch.device("cpu"), multi_label=False)
+        np.testing.assert_allclose(clf.predict_proba([text]), expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(clf.predict_proba([text, text])[:1], expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(clf.set_params(max_tokens=3, truncation="head").predict_proba([text]), whole)

@@ -404,16 +404,18 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         cfg = self.model_config_
         if device.type != "cpu" or not (cfg.activation_after_max and cfg.activation.lower() == "relu"):
             return None  # the lean path computes Kim's features alone: ReLU after max pooling
+        # the scorer encodes with the length policy it was built with: a set_params since builds anew
+        policy = (self.max_tokens, self.truncation)
         cached = getattr(self, "_single_scorer", None)
-        if cached is not None and cached[0] is getattr(self, "projected_", None):
+        if cached is not None and cached[0] is getattr(self, "projected_", None) and cached[2] == policy:
             return cached[1]
         projected = self._inference_model(device)
         if not isinstance(projected, ProjectedKimCNN):
             return None
-        if cached is None or cached[0] is not projected:
+        if cached is None or cached[0] is not projected or cached[2] != policy:
             encode = functools.partial(self.tokenizer_.encode, max_tokens=self.max_tokens, truncation=self.truncation)
             scorer = SingleTextScorer(projected, encode, multi_label=self.multi_label)
-            self._single_scorer = cached = (projected, scorer)
+            self._single_scorer = cached = (projected, scorer, policy)
         return cached[1]
 
     def __getstate__(self) -> dict[str, Any]:
