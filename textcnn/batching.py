@@ -25,10 +25,13 @@ def pad_batch(seqs: Sequence[Sequence[int]], *, pad_id: int = 0, min_length: int
     width = max(min_length, int(lengths.max(initial=0)))
     width += -width % multiple_of
     out = np.full((len(seqs), width), pad_id, dtype=np.int64)
-    # one copy of every id into the row-major positions left of each row's length: a slice
-    # assignment per row costs more than the ids of a short sentence
-    out[np.arange(width) < lengths[:, None]] = np.fromiter(chain.from_iterable(seqs), dtype=np.int64,
-                                                           count=int(lengths.sum()))
+    if lengths.sum() < 64 * len(seqs):
+        # short texts: every id in one copy into the positions left of each row's length (a
+        # slice assignment per row costs more than a sentence's ids)
+        out[np.arange(width) < lengths[:, None]] = np.array(list(chain.from_iterable(seqs)), dtype=np.int64)
+    else:
+        for row, seq in enumerate(seqs):
+            out[row, : len(seq)] = seq
     return torch.from_numpy(out)
 
 

@@ -1,6 +1,8 @@
 """Batches bounded by a token budget (inference, and training with train.max_batch_tokens),
 against brute-force greedy references."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -83,10 +85,12 @@ def test_training_batches_keep_the_token_budget_and_bucket_by_length(seed):
 
 
 def test_pad_batch_equals_a_row_by_row_copy():
-    """Ragged lists, arrays and empty texts, against padding each row on its own."""
+    """Ragged lists, arrays and empty texts, short (one copy of all ids) and long (a copy per
+    row), against padding each row on its own."""
     rng = np.random.default_rng(0)
-    seqs = [rng.integers(1, 100, size=rng.integers(0, 12)).tolist() for _ in range(40)] + [[], np.array([5, 6])]
-    for min_length, multiple_of in ((1, 1), (20, 1), (1, 8)):
+    short = [rng.integers(1, 100, size=rng.integers(0, 12)).tolist() for _ in range(40)] + [[], np.array([5, 6])]
+    long = [rng.integers(1, 100, size=rng.integers(60, 200)).tolist() for _ in range(10)] + [[], np.array([5, 6])]
+    for seqs, (min_length, multiple_of) in itertools.product((short, long), ((1, 1), (20, 1), (1, 8))):
         width = max(min_length, max(len(s) for s in seqs))
         width += -width % multiple_of
         expected = np.full((len(seqs), width), 7, dtype=np.int64)
