@@ -4,7 +4,7 @@
     python scripts/documents_table.py --batch runs/docs
 
 Writes docs/results/20ng/results.jsonl (the batch's 20NG rows), table.md and table.csv (the batch
-table: mean ± std over seeds), each run's per-epoch metrics (runs/<run>/metrics.jsonl), and the
+table: mean ± std over seeds), each run's per-epoch metrics (epochs/<run>/metrics.jsonl), and the
 section of docs/documents.md between its `20ng-table` markers: the table, each run's figures
 (dev accuracy, selected epoch, seconds to it) and the recipe's runs that have no row yet.
 """
@@ -41,18 +41,27 @@ def epochs(folder: Path) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--batch", required=True, help="the --out folder of `textcnn batch recipes/docs`")
+    parser.add_argument("--batch", required=True, action="append",
+                        help="the --out folder of `textcnn batch recipes/docs`; repeat it to take the runs "
+                             "missing from the first from the next (a run's row comes from the first batch "
+                             "that has it)")
     parser.add_argument("--recipe", default=str(REPO / "recipes" / "docs" / "20ng.yaml"))
     args = parser.parse_args()
 
     from textcnn.batch_runner import write_tables
     from textcnn.core.io import atomic_write_text
 
-    batch, dest = Path(args.batch), REPO / "docs" / "results" / "20ng"
+    batches, dest = [Path(b) for b in args.batch], REPO / "docs" / "results" / "20ng"
     recipe = yaml.safe_load(Path(args.recipe).read_text())
     name = recipe["name"]
-    rows = [json.loads(line) for line in (batch / "results.jsonl").read_text().splitlines() if line.strip()]
-    rows = [row for row in rows if row.get("dataset") == "20ng"]
+    rows, source = [], {}  # source: the batch folder of each run's row
+    for batch in batches:
+        for line in (batch / "results.jsonl").read_text().splitlines():
+            row = json.loads(line) if line.strip() else {}
+            if row.get("dataset") == "20ng" and row["run"] not in source:
+                rows.append(row)
+                source[row["run"]] = batch
+    batch = batches[0]  # where runs without a row yet are looked for
     dest.mkdir(parents=True, exist_ok=True)
     atomic_write_text(dest / "results.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
     write_tables(rows, dest)
@@ -64,10 +73,12 @@ def main() -> None:
     for row in rows:
         run = row["run"]
         done.add(run)
-        history = epochs(batch / "runs" / run)
+        history = epochs(source[run] / "runs" / run)
         if history:
-            (dest / "runs" / run).mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(batch / "runs" / run / "train" / "metrics.jsonl", dest / "runs" / run / "metrics.jsonl")
+            # epochs/, not runs/: docs/results/**/runs/ holds whole batch runs and is not committed
+            (dest / "epochs" / run).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source[run] / "runs" / run / "train" / "metrics.jsonl",
+                            dest / "epochs" / run / "metrics.jsonl")
         best = row.get("best_epoch")
         to_best = sum(e["seconds"] for e in history if best is not None and e["epoch"] <= best)
         per_epoch = sorted(e["seconds"] for e in history)
@@ -78,6 +89,10 @@ def main() -> None:
                  f"{per_epoch[len(per_epoch) // 2]:.0f}" if per_epoch else "–",
                  setup_seconds(row)]
         lines.append("| " + " | ".join(cells) + " |")
+    if len(batches) > 1:
+        lines += ["", "Rows by batch folder: " + "; ".join(
+            f"`{b.name}`: " + ", ".join(run for run in source if source[run] == b) for b in batches
+            if b in source.values()) + "."]
     missing = [f"{name}/{key}" for key in recipe["expand"]["model"] if f"{name}/{key}" not in done]
     if missing:
         lines += ["", "No row yet (`textcnn batch recipes/docs` with the same `--out` runs or resumes "
