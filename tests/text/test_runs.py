@@ -149,7 +149,10 @@ def test_a_full_disk_is_one_line_exit_2_and_the_rerun_resumes(tmp_path, monkeypa
 
 def _start(out: Path) -> subprocess.Popen:
     command = [sys.executable, "-m", "textcnn.cli", "train", str(QUICKSTART), "--out", str(out), *SLOW]
-    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT at its default in the child even where the test runner ignores it (a background job
+    # started by a shell without job control does), so that Ctrl-C reaches the run as from a terminal
+    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_epochs(proc: subprocess.Popen, out: Path, count: int) -> None:
