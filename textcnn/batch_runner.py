@@ -40,7 +40,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from textcnn.core.config import expand_runs, load_recipe_dict
+from textcnn.core.config import apply_overrides, expand_runs, load_recipe_dict
 from textcnn.core.errors import TextCNNError
 from textcnn.core.io import append_jsonl, atomic_write_text
 from textcnn.core.memory import keep_freed_memory
@@ -104,7 +104,10 @@ def plan_runs(paths: Sequence[str | Path], *, overrides: Sequence[str] = (), fol
             expanded = expand_runs(data, name=base)
         except TextCNNError as exc:
             raise TextCNNError(f"{path}: {exc}") from None
+        # the command line has the last word: a --set key wins over a run's own value in expand
+        last_word = [item for item in overrides if not item.strip().startswith("expand.")]
         for name, recipe in expanded:
+            recipe = apply_overrides(recipe, last_word)
             checked = task.check(recipe, source=f"{path} ({name})")  # fail before any run starts
             for run_name, spec in task.runs(recipe, checked, name=name, folds=folds):
                 for seed in seeds or [checked.train.seed]:

@@ -352,7 +352,7 @@ def read_thresholds(path: str) -> dict[str, float]:
 @click.option("--only", metavar="GLOB", multiple=True,
               help="Run only runs whose name matches GLOB, e.g. 'mr/rand/*' (repeatable: any match).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a key in every recipe (repeatable).")
+              help="Override a key in every recipe and run, over the runs' own values in expand (repeatable).")
 @click.option("--seeds", metavar="N,N,...", help="Repeat every run once per training seed, e.g. 0,1,2 "
               "(the table averages over them).")
 @click.option("--fold-batched", is_flag=True, help="Train the Kim CNN folds of each cross-validation "

@@ -384,3 +384,16 @@ def test_ablation_table_script_shows_accuracy_and_the_selected_epochs(tmp_path):
     doc.write_text("no markers\n")
     with pytest.raises(Exception, match="expected two"):
         module.main([str(tmp_path / "results.jsonl"), "--doc", str(doc)])
+
+
+def test_set_wins_over_a_runs_own_value_in_expand(tmp_path):
+    """`--set` is the last word: a key that a run's expand entry sets takes the command line's
+    value for every run, and the others keep their own values."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\ndata: {train: data/sample/train.csv}\n"
+                      "expand:\n  model:\n    a: {model.variant: rand, model.word_dropout: 0.2}\n"
+                      "    b: {model.variant: rand, model.dropout: 0.3}\n")
+    plain = {run.name: run.checked().model for run in plan_runs([recipe])}
+    assert (plain["r/a"].word_dropout, plain["r/b"].word_dropout, plain["r/b"].dropout) == (0.2, 0.0, 0.3)
+    runs = {run.name: run.checked().model for run in plan_runs([recipe], overrides=["model.word_dropout=0.1"])}
+    assert (runs["r/a"].word_dropout, runs["r/b"].word_dropout, runs["r/b"].dropout) == (0.1, 0.1, 0.3)
