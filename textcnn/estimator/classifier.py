@@ -265,7 +265,7 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         checkpoint = checkpoint_dir(source)
         if checkpoint is not None:
             # the checkpoint brings its own vocabulary: settings that build one cannot act on it
-            own = {"min_frequency": 1, "max_vocab": None}
+            own = {p.name: p.default for p in estimator_parameters() if p.name in ("min_frequency", "max_vocab")}
             for name, default in own.items():
                 if getattr(self, name) != default:
                     raise TextCNNError(f"{name}: the vocabulary is the checkpoint's own with vectors="
@@ -412,11 +412,10 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
         projected = self._inference_model(device)
         if not isinstance(projected, ProjectedKimCNN):
             return None
-        if cached is None or cached[0] is not projected or cached[2] != policy:
-            encode = functools.partial(self.tokenizer_.encode, max_tokens=self.max_tokens, truncation=self.truncation)
-            scorer = SingleTextScorer(projected, encode, multi_label=self.multi_label)
-            self._single_scorer = cached = (projected, scorer, policy)
-        return cached[1]
+        encode = functools.partial(self.tokenizer_.encode, max_tokens=self.max_tokens, truncation=self.truncation)
+        scorer = SingleTextScorer(projected, encode, multi_label=self.multi_label)
+        self._single_scorer = (projected, scorer, policy)
+        return scorer
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
