@@ -7,12 +7,14 @@ from collections import Counter
 from pathlib import Path
 
 import datasets
+import numpy as np
 import pytest
 from tokenizers import normalizers
 
+import textcnn.tokenizer as tokenizer_module
 from textcnn.core.errors import TextCNNError
 from textcnn.data import read_kim_file
-from textcnn.tokenizer import WordTokenizer, clean_str, kim_words, kim_words_cut, truncate
+from textcnn.tokenizer import WordTokenizer, clean_str, kim_words, kim_words_cut, kim_words_joined, truncate
 from textcnn.vectors import minilm_checkpoint_dir
 
 # Hand-worked expectations, from the rules in the docstring of clean_str (not from running it).
@@ -279,3 +281,82 @@ def test_python_encoding_equals_the_rust_pipeline_and_cuts_alike(tmp_path):
     other = WordTokenizer.train(texts)
     other.backend.normalizer = normalizers.Lowercase()  # not Kim's rules: encoded in Rust
     assert WordTokenizer(other.backend)._kim_lowercase is None
+
+
+def _apostrophe_texts(seed=0, count=300):
+    """Short texts dense in what the one-pass contraction split must get right: apostrophes next
+    to each other and to contractions' letters, punctuation, case, non-ASCII runs."""
+    import random
+
+    rng = random.Random(seed)
+    pieces = ["'", "''", "s", "S", "ve", "re", "d", "ll", "n", "N", "t", "T", "n't", "'s", "it", ",", "!",
+              "(", ")", "?", "`", " ", "  ", "é", "日本", "\t", "x", "don", "we", "a1"]
+    return ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 25))) for _ in range(count)]
+
+
+def test_kim_words_equal_the_rust_pipeline_on_apostrophe_dense_texts():
+    # the Rust normalizer applies Kim's replacements one by one over the whole text: an
+    # independent statement of the rules that `_kim_clean` does in one pass
+    texts = _apostrophe_texts()
+    for lowercase in (True, False):
+        tok = WordTokenizer.train(texts, lowercase=lowercase)
+        assert [kim_words(t, lowercase=lowercase) for t in texts] == [tok.tokens(t) for t in texts]
+
+
+def test_joined_words_are_each_texts_words_then_the_separator():
+    texts = _apostrophe_texts(seed=1) + [t for t in TRICKY if "\x00" not in t] + ["", ""]
+    for lowercase in (True, False):
+        expected = [w for t in texts for w in kim_words(t, lowercase=lowercase) + ["\x00"]]
+        assert kim_words_joined(texts, lowercase=lowercase) == expected
+    assert kim_words_joined([]) == []
+    assert kim_words_joined(["a\x00b", "c"]) is None  # a text holding the separator itself
+
+
+def _flattened(lists):
+    return [i for ids in lists for i in ids], [len(ids) for ids in lists]
+
+
+@pytest.mark.parametrize("lowercase", [True, False])
+@pytest.mark.parametrize("slices", [(2048, 1 << 22), (7, 1 << 22), (2048, 100)], ids=["whole", "slices of 7 texts", "100 characters"])
+def test_ragged_encoding_equals_encode_batch(lowercase, slices, monkeypatch):
+    monkeypatch.setattr(tokenizer_module, "_JOINED_TEXTS", slices[0])
+    monkeypatch.setattr(tokenizer_module, "_JOINED_CHARS", slices[1])
+    joinable = _apostrophe_texts(seed=2) + [t for t in TRICKY if "\x00" not in t]
+    tok = WordTokenizer.train(joinable[::2], lowercase=lowercase)
+    cases = {
+        "cleaned as one string": (joinable, {}),
+        "a text holds the separator: text by text": (TRICKY, {}),
+        "texts longer than the cap: text by text": (TRICKY[:5] + _long_texts(seed=3, count=8),
+                                                     {"max_tokens": 9, "truncation": "head+tail"}),
+        "a cap no text reaches": (joinable, {"max_tokens": 500, "truncation": "head"}),
+        "empty texts only": (["", "", " "], {}),
+        "no texts": ([], {}),
+    }
+    for name, (texts, cut) in cases.items():
+        ids, lengths = tok.encode_ragged(texts, **cut)
+        assert ids.dtype == lengths.dtype == np.int64, name
+        assert (ids.tolist(), lengths.tolist()) == _flattened(tok.encode_batch(texts, **cut)), name
+        # and the Rust pipeline, cut the same way, agrees
+        rust = [list(truncate(ids, **cut)) if cut else ids for ids in _rust_ids(tok, texts)]
+        assert ids.tolist() == _flattened(rust)[0], name
+
+
+def test_ragged_encoding_with_a_vocabulary_holding_the_separator(tmp_path):
+    tok = WordTokenizer.train(["a b", "c"])
+    spec = json.loads(tok.backend.to_str())
+    spec["model"]["vocab"]["\x00"] = len(spec["model"]["vocab"])  # hand-edited, still Kim's pipeline
+    (tmp_path / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
+    edited = WordTokenizer.from_file(tmp_path / "tokenizer.json")
+    assert edited._kim_lowercase is True
+    texts = ["a b", "", "c d"]
+    ids, lengths = edited.encode_ragged(texts)
+    assert (ids.tolist(), lengths.tolist()) == _flattened(edited.encode_batch(texts)) == ([2, 3, 4, 1], [2, 0, 2])
+
+
+def test_ragged_encoding_of_another_pipeline_is_the_rust_one():
+    other = WordTokenizer.train(TRICKY).backend
+    other.normalizer = normalizers.Lowercase()
+    tok = WordTokenizer(other)
+    ids, lengths = tok.encode_ragged(TRICKY, max_tokens=3, truncation="tail")
+    assert (ids.tolist(), lengths.tolist()) == _flattened(
+        [list(truncate(ids, max_tokens=3, truncation="tail")) for ids in _rust_ids(tok, TRICKY)])
