@@ -1,5 +1,6 @@
 """The projection paths agree with the plain Kim CNN: features, logits and gradients."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -152,6 +153,52 @@ def test_chunk_edges_change_no_feature(chunk):
                                       chunk=c) for c in (None, chunk))
     torch.testing.assert_close(pieces, whole, rtol=0, atol=0)
     torch.testing.assert_close(whole, model.features(ids), rtol=1e-5, atol=1e-5)
+
+
+def ragged(lengths, seed=1):
+    """Texts of `lengths` words laid end to end: (ids [sum], lengths [N], the same right-padded)."""
+    gen = torch.Generator().manual_seed(seed)
+    texts = [torch.randint(1, 50, (n,), generator=gen) for n in lengths]
+    padded = torch.zeros(len(lengths), max([1, *lengths]), dtype=torch.long)
+    for row, text in enumerate(texts):
+        padded[row, :len(text)] = text
+    return torch.cat([torch.zeros(0, dtype=torch.long), *texts]), torch.tensor(lengths, dtype=torch.long), padded
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("lengths", [(0, 1, 2, 4, 9, 13), (5,), (0,), (0, 0, 3, 0), (1, 1, 1), (13, 0)])
+def test_ragged_features_equal_the_plain_features(variant, lengths):
+    """Texts end to end with width - 1 pads between them (widths 1, 3 and 5: a width of 1 has no
+    gap, and an empty text no window) give each text's own features: empty texts zeros."""
+    model = make(variant).eval()
+    ids, counts, padded = ragged(lengths)
+    with torch.no_grad():
+        got = ProjectedKimCNN(model).ragged_features(ids.numpy(), counts.numpy())
+        torch.testing.assert_close(got, model.features(padded), rtol=1e-5, atol=1e-5)
+    assert not got[counts == 0].any()
+
+
+def test_ragged_features_refuse_a_model_that_activates_before_pooling():
+    with pytest.raises(ValueError, match="max pooling before the activation"):
+        ProjectedKimCNN(make("rand", pooling="avg").eval()).ragged_features(*(a.numpy() for a in ragged((2, 3))[:2]))
+
+
+@pytest.mark.parametrize("budget", [1, 7, 40, 10_000])
+def test_ragged_scores_equal_the_plain_model_in_chunks_of_any_budget(budget):
+    """Chunks cut by the budget, and a text longer than CHUNK_WINDOWS alone through the chunked
+    `features`, give the plain model's probabilities in input order."""
+    from textcnn.estimator.inference import class_scores, ragged_scores
+    from textcnn.projection import CHUNK_WINDOWS
+
+    model = make("non-static").eval()
+    lengths = (3, 0, 9, CHUNK_WINDOWS + 5, 1, 13, 0, 2)
+    ids, counts, _ = ragged(lengths)
+    texts = [ids[end - n:end].tolist() for n, end in zip(lengths, counts.cumsum(0).tolist())]
+    for multi_label in (False, True):
+        got = ragged_scores(ProjectedKimCNN(model), ids.numpy(), counts.numpy(), multi_label=multi_label,
+                            budget=budget)
+        expected = class_scores(model, texts, torch.device("cpu"), multi_label=multi_label)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
 # -- the model's menu: every choice served by the projection path --------------------------------------

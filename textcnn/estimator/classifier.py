@@ -38,7 +38,7 @@ from textcnn.core.errors import TextCNNError, check_classes
 from textcnn.core.metrics import selection_metrics
 from textcnn.core.splits import holdout_split
 from textcnn.data import LabelMap
-from textcnn.estimator.inference import MAX_TABLE_BYTES, SingleTextScorer, class_scores, decide
+from textcnn.estimator.inference import MAX_TABLE_BYTES, SingleTextScorer, class_scores, decide, ragged_scores
 from textcnn.estimator.params import OUT_DIR, with_parameters
 from textcnn.estimator.saving import jsonable_params, load_classifier, save_classifier
 from textcnn.model import KimCNN, KimCNNConfig
@@ -434,9 +434,12 @@ class TextCNNClassifier(ClassifierMixin, BaseEstimator):
             scorer = self._single_text_scorer(device)
             if scorer is not None:
                 return scorer(texts[0])
-        ids = self.encode(texts)
         # the model stays on `device`, so that repeated calls do not copy it back and forth
-        return class_scores(self._inference_model(device), ids, device, multi_label=self.multi_label)
+        model = self._inference_model(device)
+        if isinstance(model, ProjectedKimCNN) and device.type == "cpu" and model.config.activation_after_max:
+            ids, lengths = self.tokenizer_.encode_ragged(texts, max_tokens=self.max_tokens, truncation=self.truncation)
+            return ragged_scores(model, ids, lengths, multi_label=self.multi_label)
+        return class_scores(model, self.encode(texts), device, multi_label=self.multi_label)
 
     def predict(self, X: Iterable[str], *, threshold: float | None = None,
                 thresholds: Mapping[Any, float] | None = None, top_k: int | None = None,
