@@ -36,10 +36,12 @@ RUNS = {"mr": "mr/rand/fold=0", "trec": "trec/rand"}
 
 def shown(path: Path) -> str:
     """`path` relative to the repository where it lies inside it (results files name no machine's folders)."""
-    try:
-        return str(Path(path).resolve().relative_to(REPO))
-    except ValueError:
-        return str(path)
+    for candidate in (Path(path).absolute(), Path(path).resolve()):  # a linked run folder: its name here
+        try:
+            return str(candidate.relative_to(REPO))
+        except ValueError:
+            pass
+    return str(path)
 
 
 def load_average() -> list[float]:
