@@ -37,10 +37,20 @@ def text_model(tmp_path_factory):
     return clf, path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def serving_port(server: subprocess.Popen, deadline: float) -> int:
+    """The port in the server's first line ("serving ... on http://HOST:PORT ..."), read from its
+    stderr as it comes."""
+    import re
+    import select
+
+    while time.monotonic() < deadline:
+        if select.select([server.stderr], [], [], 0.2)[0]:
+            line = server.stderr.readline()
+            assert line, f"the server exited early: {server.communicate()[1][-2000:]}"
+            found = re.search(r"^serving .* on http://127\.0\.0\.1:(\d+) ", line)
+            if found:
+                return int(found.group(1))
+    raise AssertionError("the server did not say where it serves within 120 s")
 
 
 def request(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, object]:
@@ -60,13 +70,13 @@ def post(port: int, payload: object) -> tuple[int, object]:
 @pytest.mark.slow
 def test_serve_as_a_process_answers_rejects_and_stops_on_sigterm(text_model):
     clf, model_dir = text_model
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "textcnn.cli", "serve", str(model_dir), "--port", str(port), "--max-items", "8",
+    server = subprocess.Popen(  # port 0: the system picks a free one, which the first line names
+        [sys.executable, "-m", "textcnn.cli", "serve", str(model_dir), "--port", "0", "--max-items", "8",
          "--max-bytes", "4096"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
+        port = serving_port(server, deadline)
         while True:  # wait until it listens
             assert server.poll() is None, f"the server exited early: {server.communicate()[1][-2000:]}"
             try:

@@ -464,7 +464,8 @@ def export(model: str, export_format: str, out: str, quantize: str | None, opset
 @main.command(context_settings=CONTEXT)
 @click.argument("model", type=click.Path(exists=True, file_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="0: a free port, named in the first line the server prints.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Server processes, each with its own copy of the model.")
 @click.option("--runtime", type=click.Choice(["auto", "torch", "onnx"]), default="auto",

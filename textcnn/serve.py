@@ -27,6 +27,7 @@ import binascii
 import json
 import os
 import signal
+import socket
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -429,15 +430,14 @@ def app_from_environment() -> Any:
     return create_app(ServeSettings(**json.loads(os.environ[SETTINGS_ENV])))
 
 
-def _check_port(host: str, port: int) -> None:
-    """A one-line error now, rather than uvicorn's exit at start-up, when `host:port` cannot be
-    listened on (in use, or an address this machine does not have)."""
-    import socket
-
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket listening on `host:port` (port 0: one the system picks), or a one-line error
+    now, rather than uvicorn's exit at start-up, when it cannot be (in use, or an address this
+    machine does not have)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn chooses
     try:
         socket.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)  # its own message
-        socket.create_server((host, port), family=family).close()
+        return socket.create_server((host, port), family=family)
     except OSError as err:  # create_server's message repeats the address: its errno says it all
         reason = os.strerror(err.errno) if (err.errno or 0) > 0 else err.strerror or str(err)
         raise TextCNNError(f"--host {host} --port {port}: cannot listen there ({reason})") from None
@@ -446,12 +446,13 @@ def _check_port(host: str, port: int) -> None:
 def serve(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
           echo: Callable[[str], None] = print) -> None:
     """Load the model and serve it until SIGTERM or Ctrl-C, which finish the requests in flight;
-    then return (the process exits 0)."""
+    then return (the process exits 0). Port 0 serves on a free port, which the first line names."""
     require_server()
     import uvicorn
 
     predictor = load_predictor(settings)  # a bad model is an error before any socket opens
-    _check_port(host, port)
+    listener = _listen(host, port)
+    port = listener.getsockname()[1]
     echo(f"serving {settings.model} ({predictor.task} classifier, {predictor.runtime}) on "
          f"http://{host}:{port} with {workers} worker(s); docs at /docs")
     # uvicorn re-raises the signal that stopped it once it has shut down gracefully; handled here,
@@ -461,8 +462,14 @@ def serve(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000,
     options = {"host": host, "port": port, "access_log": False, "log_level": "warning",
                "timeout_graceful_shutdown": None}
     if workers == 1:
-        uvicorn.run(create_app(settings, predictor), **options)
+        server = uvicorn.Server(uvicorn.Config(create_app(settings, predictor), **options))
+        with listener:  # served as bound: no other process can take the port meanwhile
+            server.run(sockets=[listener])
+        if not server.started:  # uvicorn has logged why
+            raise TextCNNError(f"--host {host} --port {port}: the server did not start")
     else:
+        # the worker processes share a socket uvicorn binds itself, to the port found above
+        listener.close()
         os.environ[SETTINGS_ENV] = json.dumps(asdict(settings))
         uvicorn.run("textcnn.serve:app_from_environment", factory=True, workers=workers, **options)
 
