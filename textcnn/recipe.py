@@ -29,7 +29,8 @@ from textcnn.tokenizer import DEFAULT_MAX_TOKENS, DEFAULT_TRUNCATION, Truncation
 
 # Padded tokens per training batch: a budget, not a tuning. Kim's 50 sentences are far below it; 50
 # documents of up to DEFAULT_MAX_TOKENS fit it, and a batch of longer ones (truncation none) holds
-# fewer, so its memory (about 5 KB per padded token on the fast CPU path) stays near 250 MB.
+# fewer, so its memory stays near 150 MB (2-3 KB per padded token on the fast CPU path: one batch
+# of 32,000 tokens raised the peak RSS by 96 MB, one of 64,000 by 131 MB; tests/text/test_document_memory.py).
 DEFAULT_BATCH_TOKENS = 50_000
 
 

@@ -53,10 +53,11 @@ def test_a_training_batch_is_bounded_by_its_token_budget():
     budget = 4000
     long_capped, short_capped = _growth(8, 4000, budget), _growth(32, 1000, budget)
     long_uncapped = _growth(8, 4000, "null")
-    # about 1.5 KB per padded word on the fast CPU path (see textcnn/recipe.py), whatever the lengths
+    # counted at 1.5 KB per padded word, below the 2-3 KB measured on the fast CPU path (see
+    # textcnn/recipe.py), whatever the lengths
     assert max(long_capped, short_capped) < 4 * budget * 1.5 / 1024 + 16, (long_capped, short_capped)
     # one batch of all 8 long documents holds 28,000 padded words more than a capped batch: at
-    # least half of their 1.5 KB each shows (the capped runs' fixed share, a few MB, cancels out)
+    # least half of 1.5 KB each shows (the capped runs' fixed share, a few MB, cancels out)
     extra_words = 8 * 4000 - budget
     assert long_uncapped - max(long_capped, short_capped) > 0.5 * extra_words * 1.5 / 1024, \
         (long_capped, short_capped, long_uncapped)
