@@ -217,17 +217,20 @@ def _launch_train(recipe: str, sets: list[str], *, nproc: int, out_dir: str | No
 @click.argument("model", type=click.Path(exists=True, file_okay=False))
 @click.option("--data", "data_file", help="Labelled file (any supported format); for an image model, "
               "an image folder or dataset [the test split of its own data].")
-@click.option("--format", "data_format", help="kim, sst, csv, tsv, json, jsonl, parquet, hub or folders [guessed].")
-@click.option("--text-column", default="text", show_default=True)
-@click.option("--label-column", default="label", show_default=True)
+@click.option("--format", "data_format", help="Text model: kim, sst, csv, tsv, json, jsonl, parquet, hub or "
+              "folders [guessed].")
+@click.option("--text-column", help="Text model: the table's text column [the training recipe's "
+              "data.text_column, else text].")
+@click.option("--label-column", help="Text model: the table's label column [the training recipe's "
+              "data.label_column, else label].")
 @click.option("--label-separator", metavar="SEP", help="Multi-label text model: the separator of a "
               "text's labels in a CSV/TSV label column [the training recipe's data.label_separator].")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write the confusion matrix as PNG "
               "(multi-label: each label's precision, recall and F1).")
 @user_errors
-def evaluate(model: str, data_file: str | None, data_format: str | None, text_column: str,
-             label_column: str, label_separator: str | None, as_json: bool, plot: str | None) -> None:
+def evaluate(model: str, data_file: str | None, data_format: str | None, text_column: str | None,
+             label_column: str | None, label_separator: str | None, as_json: bool, plot: str | None) -> None:
     """Evaluate MODEL on labelled data: accuracy, macro-F1, per-class report, confusion matrix
     (a multi-label model: micro-, macro- and samples-F1, subset accuracy, Hamming loss, per label).
 

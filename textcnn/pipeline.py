@@ -299,19 +299,23 @@ def classifier_report(clf: TextCNNClassifier, texts: list[str], labels: list[Any
 
 
 def evaluate_model(model: str | Path, data_file: str | Path | None, *, data_format: str | None = None,
-                   text_column: str = "text", label_column: str = "label",
+                   text_column: str | None = None, label_column: str | None = None,
                    label_separator: str | None = None) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class report and confusion matrix of a saved text model on the
     labelled texts of `data_file` (for a multi-label model, `classifier_report`'s figures; its
-    labels are lists, or strings split on `label_separator`, by default the training recipe's
-    `data.label_separator`)."""
+    labels are lists, or strings split on `label_separator`). The columns and the separator
+    default to the training recipe's `data.text_column`, `data.label_column` and
+    `data.label_separator` ("text" and "label" without a recipe)."""
     if data_file is None:
         raise TextCNNError("evaluate: a text model needs --data FILE with labelled texts")
     clf = load_model(model)
-    ds = load_data(data_file, format=data_format, text_column=text_column, label_column=label_column)
+    trained_on = _recipe_data(model)
+    ds = load_data(data_file, format=data_format,
+                   text_column=text_column or trained_on.get("text_column") or "text",
+                   label_column=label_column or trained_on.get("label_column") or "label")
     texts, labels = list(ds["text"]), list(ds["label"])
     if clf.multi_label:
-        separator = label_separator if label_separator is not None else _recipe_separator(model)
+        separator = label_separator if label_separator is not None else trained_on.get("label_separator")
         labels = label_sets(labels, separator=separator, source=str(data_file))
     elif label_separator is not None:
         raise TextCNNError(f"--label-separator: for multi-label models; {model} predicts one label per "
@@ -321,13 +325,14 @@ def evaluate_model(model: str | Path, data_file: str | Path | None, *, data_form
     return classifier_report(clf, texts, labels, source=str(data_file))
 
 
-def _recipe_separator(model: str | Path) -> str | None:
-    """`data.label_separator` of the recipe a model directory was trained from (None without one)."""
+def _recipe_data(model: str | Path) -> dict[str, Any]:
+    """The `data` section of the recipe a model directory was trained from (empty without one)."""
     path = Path(model) / "recipe.yaml"
     if not path.is_file():
-        return None
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return (data.get("data") or {}).get("label_separator") if isinstance(data, dict) else None
+        return {}
+    recipe = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = recipe.get("data") if isinstance(recipe, dict) else None
+    return data if isinstance(data, dict) else {}
 
 
 # Texts read and predicted at a time by `predict_stream`: enough for full inference batches,

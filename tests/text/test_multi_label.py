@@ -141,8 +141,14 @@ def test_cli_evaluate_and_predict_a_multi_label_model(trained, tmp_path):
     for key in ("micro_f1", "macro_f1", "samples_f1", "subset_accuracy", "hamming_loss"):
         assert figures[key] == pytest.approx(results[f"test_{key}"])
     assert (tmp_path / "scores.png").stat().st_size > 0
-    text = run("evaluate", model, "--data", SAMPLE / "multilabel-test.csv", "--label-column", "labels")
+    text = run("evaluate", model, "--data", SAMPLE / "multilabel-test.csv")  # the recipe's label column
     assert "micro-F1" in text.output and "Hamming loss" in text.output
+    assert json.loads(run("evaluate", model, "--data", SAMPLE / "multilabel-test.csv", "--json").output) == figures
+    (tmp_path / "renamed.csv").write_text((SAMPLE / "multilabel-test.csv").read_text().replace("text,labels", "text,tags", 1))
+    missing = run("evaluate", model, "--data", tmp_path / "renamed.csv")
+    assert missing.exit_code == 2 and "expected a column 'labels'" in missing.output, missing.output
+    assert json.loads(run("evaluate", model, "--data", tmp_path / "renamed.csv", "--label-column", "tags",
+                          "--json").output) == figures
     # labels joined by another separator: split as asked
     rows = list(csv.reader((SAMPLE / "multilabel-test.csv").open()))[1:30]
     (tmp_path / "semi.csv").write_text("text,labels\n" + "".join(

@@ -23,6 +23,10 @@ def test_image_model_through_the_cli(tmp_path):
     model = out / "model"
     report = run("evaluate", model)
     assert "accuracy" in report and "confusion matrix" in report
+    for option, value in (("--text-column", "sentence"), ("--label-column", "y"), ("--format", "csv")):
+        refused = CliRunner().invoke(main, ["evaluate", str(model), option, value])
+        assert refused.exit_code == 2, refused.output
+        assert f"{option}: for text models; {model} is an image model (got '{value}')" in refused.output
     from PIL import Image
 
     image = tmp_path / "digit.png"

@@ -153,10 +153,11 @@ class Task:
 
     # saved models
     def evaluate(self, model: str | Path, data_file: str | None, *, data_format: str | None = None,
-                 text_column: str = "text", label_column: str = "label",
+                 text_column: str | None = None, label_column: str | None = None,
                  label_separator: str | None = None) -> dict[str, Any]:
         """The report of a saved model on labelled data (None: the model's own test split,
-        where the task has one); `label_separator` splits a multi-label model's label strings."""
+        where the task has one); `label_separator` splits a multi-label model's label strings;
+        the columns (None: the training recipe's) name a text model's table columns."""
         raise NotImplementedError
 
     def format_report(self, report: dict[str, Any]) -> str:
@@ -224,6 +225,12 @@ def common_row(checked: Any, metrics: dict[str, Any]) -> dict[str, Any]:
     return {"epochs_run": m.get("epochs_run"), "stopped_by": m.get("stopped_by"),
             "best_epoch": m.get("best_epoch"), "train_seconds": m.get("train_seconds"),
             "wall_seconds": m.get("wall_seconds"), "precision": m.get("precision")}
+
+
+def reject_text_option(option: str, value: Any, model: str | Path) -> None:
+    """An option of text models given for an image model: a one-line error."""
+    if value is not None:
+        raise TextCNNError(f"{option}: for text models; {model} is an image model (got {value!r})")
 
 
 def reject_multi_label_option(option: str, value: Any, model: str | Path) -> None:

@@ -38,7 +38,7 @@ class TextTask(ClassifierTask):
 
         return train_text_recipe(data, source=source, out_dir=out_dir, overwrite=overwrite)
 
-    def evaluate(self, model, data_file, *, data_format=None, text_column="text", label_column="label",
+    def evaluate(self, model, data_file, *, data_format=None, text_column=None, label_column=None,
                  label_separator=None):
         from textcnn.pipeline import evaluate_model
 

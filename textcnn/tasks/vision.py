@@ -18,6 +18,7 @@ from textcnn.tasks.base import (
     pin_split_seed,
     recipe_group,
     reject_multi_label_option,
+    reject_text_option,
     stats_cell,
 )
 
@@ -61,11 +62,14 @@ class ImageTask(ClassifierTask):
 
         return train_image_recipe(data, source=str(source), out_dir=out_dir, overwrite=overwrite)
 
-    def evaluate(self, model, data_file, *, data_format=None, text_column="text", label_column="label",
+    def evaluate(self, model, data_file, *, data_format=None, text_column=None, label_column=None,
                  label_separator=None):
         from vision.pipeline import evaluate_image_model
 
         reject_multi_label_option("--label-separator", label_separator, model)
+        reject_text_option("--format", data_format, model)
+        reject_text_option("--text-column", text_column, model)
+        reject_text_option("--label-column", label_column, model)
 
         return evaluate_image_model(model, None if data_file is None else str(data_file))
 
@@ -139,11 +143,14 @@ class DetectionTask(Task):
 
         return train_detection_recipe(data, source=str(source), out_dir=out_dir, overwrite=overwrite)
 
-    def evaluate(self, model, data_file, *, data_format=None, text_column="text", label_column="label",
+    def evaluate(self, model, data_file, *, data_format=None, text_column=None, label_column=None,
                  label_separator=None):
         from vision.detection.pipeline import evaluate_detector
 
         reject_multi_label_option("--label-separator", label_separator, model)
+        reject_text_option("--format", data_format, model)
+        reject_text_option("--text-column", text_column, model)
+        reject_text_option("--label-column", label_column, model)
 
         return evaluate_detector(model, None if data_file is None else str(data_file))
 
