@@ -80,6 +80,32 @@ def test_every_kim_variant_exports_to_the_torch_probabilities(variant, sample, t
     assert list(onnx_clf.classes_) == list(clf.classes_)
 
 
+MENU = [dict(activation="tanh"), dict(activation="prelu"), dict(activation="softmax", pooling="avg"),
+        dict(batch_norm=True), dict(weight_norm=True, pooling="avg", activation="selu")]
+
+
+@pytest.mark.parametrize("menu", MENU, ids=lambda m: ",".join(f"{k}={v}" for k, v in m.items()))
+def test_the_models_menu_exports_to_the_torch_probabilities(menu, sample, tmp_path):
+    X, y = sample
+    clf = TextCNNClassifier(**SMALL, **menu).fit(X, y)
+    clf.save(tmp_path / "model")
+    export_model(tmp_path / "model", tmp_path / "onnx")
+    onnx_clf = OnnxClassifier(tmp_path / "onnx")
+    texts = probe_texts(clf.tokenizer_.vocab()[2:])
+    np.testing.assert_allclose(onnx_clf.predict_proba(texts), clf.predict_proba(texts), atol=1e-5)
+    for text in texts[:4]:  # 0, 1, 3 and 5,000 words alone
+        np.testing.assert_allclose(onnx_clf.predict_proba([text]), clf.predict_proba([text]), atol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", [dict(pooling="l2"), dict(pooling="kmax", k=2)], ids=["l2", "kmax"])
+def test_poolings_the_graph_cannot_hold_are_refused(pooling, sample, tmp_path):
+    X, y = sample
+    TextCNNClassifier(**SMALL, **pooling).fit(X, y).save(tmp_path / "model")
+    with pytest.raises(TextCNNError, match=f"pooling '{pooling['pooling']}' is not exported to ONNX"):
+        export_model(tmp_path / "model", tmp_path / "onnx")
+    assert not (tmp_path / "onnx").exists()
+
+
 def test_the_graph_takes_any_batch_and_length(sample, tmp_path):
     """The graph itself, fed token ids directly: batch 64 x 5,000 and batch 1 x 1 give the
     torch model's logits."""

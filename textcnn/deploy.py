@@ -17,6 +17,7 @@ import numpy as np
 
 from textcnn.batching import pad_batch, token_budget_batches
 from textcnn.core.decisions import probabilities
+from textcnn.core.errors import TextCNNError
 from textcnn.core.modeldir import ModelDir, open_model_dir
 from textcnn.core.onnx import (
     OPSET,
@@ -41,6 +42,7 @@ from textcnn.model import KimCNNConfig
 # The convolutions stay float32: onnxruntime's dynamic int8 convolution (ConvInteger) runs about
 # three times slower than the float one on a CPU (docs/deploy.md).
 INT8_OPS = ("Gather",)
+EXPORTED_POOLINGS = ("max", "avg")  # L2 and k-max pooling size their work by the text's length in Python
 
 
 def export_text_model(model_dir: str | os.PathLike, out: str | os.PathLike, *,
@@ -54,6 +56,10 @@ def export_text_model(model_dir: str | os.PathLike, out: str | os.PathLike, *,
     source = open_model_dir(model_dir, kind=KIND, keys=("model", "params"))
     clf = TextCNNClassifier.load(model_dir)  # checks every file of the model
     cfg = clf.model_config_
+    if cfg.pooling not in EXPORTED_POOLINGS:
+        # the traced graph would keep the example's length where these poolings branch on it
+        raise TextCNNError(f"{model_dir}: pooling {cfg.pooling!r} is not exported to ONNX (only "
+                           f"{' and '.join(EXPORTED_POOLINGS)} pooling are); serve the torch model instead")
     # any id but padding, in a batch of two texts longer than the widest filter
     token = (cfg.pad_id + 1) % cfg.vocab_size
     example = torch.full((2, max(cfg.widths) + 2), token, dtype=torch.long)
@@ -102,4 +108,4 @@ class OnnxTextScorer:
         return out
 
 
-__all__ = ["INT8_OPS", "OnnxTextScorer", "export_text_model"]
+__all__ = ["EXPORTED_POOLINGS", "INT8_OPS", "OnnxTextScorer", "export_text_model"]
