@@ -81,7 +81,7 @@ def test_every_kim_variant_exports_to_the_torch_probabilities(variant, sample, t
 
 
 MENU = [dict(activation="tanh"), dict(activation="prelu"), dict(activation="softmax", pooling="avg"),
-        dict(batch_norm=True), dict(weight_norm=True, pooling="avg", activation="selu")]
+        dict(pooling="l2"), dict(batch_norm=True), dict(weight_norm=True, pooling="avg", activation="selu")]
 
 
 @pytest.mark.parametrize("menu", MENU, ids=lambda m: ",".join(f"{k}={v}" for k, v in m.items()))
@@ -97,11 +97,10 @@ def test_the_models_menu_exports_to_the_torch_probabilities(menu, sample, tmp_pa
         np.testing.assert_allclose(onnx_clf.predict_proba([text]), clf.predict_proba([text]), atol=1e-5)
 
 
-@pytest.mark.parametrize("pooling", [dict(pooling="l2"), dict(pooling="kmax", k=2)], ids=["l2", "kmax"])
-def test_poolings_the_graph_cannot_hold_are_refused(pooling, sample, tmp_path):
+def test_kmax_pooling_is_refused(sample, tmp_path):
     X, y = sample
-    TextCNNClassifier(**SMALL, **pooling).fit(X, y).save(tmp_path / "model")
-    with pytest.raises(TextCNNError, match=f"pooling '{pooling['pooling']}' is not exported to ONNX"):
+    TextCNNClassifier(**SMALL, pooling="kmax", k=2).fit(X, y).save(tmp_path / "model")
+    with pytest.raises(TextCNNError, match="pooling 'kmax' is not exported to ONNX"):
         export_model(tmp_path / "model", tmp_path / "onnx")
     assert not (tmp_path / "onnx").exists()
 

@@ -42,7 +42,9 @@ from textcnn.model import KimCNNConfig
 # The convolutions stay float32: onnxruntime's dynamic int8 convolution (ConvInteger) runs about
 # three times slower than the float one on a CPU (docs/deploy.md).
 INT8_OPS = ("Gather",)
-EXPORTED_POOLINGS = ("max", "avg")  # L2 and k-max pooling size their work by the text's length in Python
+# k-max pooling keeps the first of tied values, which ReLU's zeros make common, and ONNX's TopK
+# need not choose the same ones; it also pads a text shorter than k by a test the trace would fix
+EXPORTED_POOLINGS = ("max", "avg", "l2")
 
 
 def export_text_model(model_dir: str | os.PathLike, out: str | os.PathLike, *,
@@ -57,9 +59,8 @@ def export_text_model(model_dir: str | os.PathLike, out: str | os.PathLike, *,
     clf = TextCNNClassifier.load(model_dir)  # checks every file of the model
     cfg = clf.model_config_
     if cfg.pooling not in EXPORTED_POOLINGS:
-        # the traced graph would keep the example's length where these poolings branch on it
         raise TextCNNError(f"{model_dir}: pooling {cfg.pooling!r} is not exported to ONNX (only "
-                           f"{' and '.join(EXPORTED_POOLINGS)} pooling are); serve the torch model instead")
+                           f"{', '.join(EXPORTED_POOLINGS)} pooling are); serve the torch model instead")
     # any id but padding, in a batch of two texts longer than the widest filter
     token = (cfg.pad_id + 1) % cfg.vocab_size
     example = torch.full((2, max(cfg.widths) + 2), token, dtype=torch.long)

@@ -18,6 +18,13 @@ TimePoolKind = Literal["max", "avg", "l2", "kmax"]
 TIME_POOLS: tuple[str, ...] = ("max", "avg", "l2", "kmax")  # pool_over_time's kinds
 
 
+def _root_of_sums(sums: Tensor) -> Tensor:
+    """sqrt(sums) for sums of squares, with a gradient of 0 rather than NaN where a sum is 0."""
+    positive = sums > 0
+    # sqrt'(0) is inf; feed it 1 there and zero the result, so the gradient stays finite.
+    return torch.where(positive, sums, torch.ones_like(sums)).sqrt() * positive
+
+
 class L2Pool(nn.Module):
     """L2-norm pooling: sqrt of the sum of squares over each window (zero padding adds nothing).
 
@@ -50,9 +57,7 @@ class L2Pool(nn.Module):
             )
             * self.window
         )
-        positive = sums > 0
-        # sqrt'(0) is inf; feed it 1 there and zero the result, so the gradient stays finite.
-        return torch.where(positive, sums, torch.ones_like(sums)).sqrt() * positive
+        return _root_of_sums(sums)
 
     def extra_repr(self) -> str:
         return (
@@ -181,8 +186,8 @@ def pool_over_time(x: Tensor, mask: Tensor | None = None, *, kind: TimePoolKind 
     if kind == "avg":
         count = (~mask).sum(dim=1, keepdim=True).clamp(min=1)
         return kept.sum(dim=-1) / count
-    if kind == "l2":
-        return L2Pool(x.shape[-1], dims=1)(kept).squeeze(-1)
+    if kind == "l2":  # L2Pool over the whole length, in tensor operations only (an ONNX graph holds them)
+        return _root_of_sums((kept * kept).sum(dim=-1))
     if kind == "kmax":
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise TextCNNError(f"pool_over_time: expected k as an integer >= 1, got {k!r}")
