@@ -201,6 +201,19 @@ def test_ragged_scores_equal_the_plain_model_in_chunks_of_any_budget(budget):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_ragged_scores_treat_a_pad_id_inside_a_text_as_the_padded_batches_do():
+    """A subword tokenizer gives the pad id for a literal "[PAD]"; the padded batches (and
+    training) count it as padding, so such texts take that path."""
+    from textcnn.estimator.inference import class_scores, ragged_scores
+
+    model = make("rand").eval()
+    texts = [[5, 0, 7, 9], [3, 4], [0], [8, 8, 0]]
+    ids, lengths = np.array([i for t in texts for i in t]), np.array([len(t) for t in texts])
+    expected = class_scores(model, texts, torch.device("cpu"), multi_label=False)
+    np.testing.assert_allclose(ragged_scores(ProjectedKimCNN(model), ids, lengths, multi_label=False), expected,
+                               rtol=1e-5, atol=1e-6)
+
+
 # -- the model's menu: every choice served by the projection path --------------------------------------
 MENUS = [dict(activation="tanh"), dict(activation="leaky_relu"), dict(activation="prelu"),
          dict(activation="softmax", pooling="avg"), dict(pooling="l2"), dict(pooling="kmax", k=3),

@@ -66,7 +66,11 @@ def ragged_scores(model: ProjectedKimCNN, ids: np.ndarray, lengths: np.ndarray, 
     widest filter) at a time, with no padding and no sorting. A text of more than CHUNK_WINDOWS
     windows goes alone through `ProjectedKimCNN.features`, whose memory does not grow with its
     length. The same probabilities as `class_scores` to float rounding (the linear layer sees
-    other batches)."""
+    other batches). Texts holding the pad id itself (a subword tokenizer's literal "[PAD]") go
+    through `class_scores`, whose padded batches count it as padding, as training did."""
+    if (ids == model.config.pad_id).any():
+        texts = np.split(ids, np.cumsum(lengths)[:-1]) if len(lengths) else []
+        return class_scores(model, [text.tolist() for text in texts], torch.device("cpu"), multi_label=multi_label)
     out = np.empty((len(lengths), model.config.num_classes), dtype=np.float32)
     windows = np.cumsum(lengths + max(model.config.widths) - 1)
     word_ends = np.cumsum(lengths)
