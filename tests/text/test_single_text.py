@@ -97,3 +97,16 @@ def test_a_length_policy_set_after_a_single_prediction_takes_effect(sample):
         np.testing.assert_allclose(clf.predict_proba([text]), expected, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(clf.predict_proba([text, text])[:1], expected, rtol=1e-5, atol=1e-6)
     assert not np.allclose(clf.set_params(max_tokens=3, truncation="head").predict_proba([text]), whole)
+
+
+def test_a_text_holding_the_pad_id_is_scored_as_the_padded_batches_do(sample):
+    """A subword tokenizer gives the pad id for a literal "[PAD]"; the padded batches (and
+    training) count it as padding, and so does the single-text path."""
+    X, y = sample
+    clf = TextCNNClassifier(maps=4, embedding_dim=8, epochs=1, seed=0).fit(X, y)
+    pad = clf.tokenizer_.pad_id
+    for ids in ([5, pad, 7, 9], [pad], [8, 8, pad]):  # "[PAD]" alone is an empty text to the model
+        scorer = SingleTextScorer(clf._inference_model(torch.device("cpu")), lambda text, ids=ids: list(ids),
+                                  multi_label=False)
+        expected = class_scores(clf.model_, [ids], torch.device("cpu"), multi_label=False)
+        np.testing.assert_allclose(scorer("a text"), expected, rtol=1e-5, atol=1e-6)

@@ -111,11 +111,14 @@ class SingleTextScorer:
     window sums and their max. For a sentence of n > 0
     words every one of its n + h - 1 windows holds a word, so no masking is needed; an empty
     sentence gives zero features, as there. The probabilities equal `class_scores`' to float
-    rounding (tests/text/test_single_text.py checks them)."""
+    rounding (tests/text/test_single_text.py checks them). A text holding the pad id itself (a
+    subword tokenizer's literal "[PAD]") goes through `class_scores`, which counts it as padding
+    as training did."""
 
     def __init__(self, projected: ProjectedKimCNN, encode: Callable[[str], list[int]], *,
                  multi_label: bool) -> None:
         cfg = projected.config
+        self.projected, self.pad_id = projected, cfg.pad_id
         self.encode, self.multi_label = encode, multi_label
         self.widths = list(cfg.widths)
         self.taps_per_word, self.firsts = sum(self.widths), tap_offsets(self.widths)
@@ -148,6 +151,8 @@ class SingleTextScorer:
     def __call__(self, text: str) -> np.ndarray:
         """Probabilities [1, classes] of `text`."""
         ids = self.encode(text)
+        if self.pad_id in ids:
+            return class_scores(self.projected, [ids], torch.device("cpu"), multi_label=self.multi_label)
         if ids:
             n = len(ids)
             positions, offsets = self._layout(n)
