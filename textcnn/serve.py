@@ -435,21 +435,19 @@ def _listen(host: str, port: int) -> socket.socket:
     now, rather than uvicorn's exit at start-up, when it cannot be (in use, or an address this
     machine does not have)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn chooses
+    listener = None
     try:
         socket.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)  # its own message
         # proto TCP, as uvicorn's own sockets have: asyncio sets TCP_NODELAY on a connection only
         # then, and without it each response waits out the client's delayed ACK (about 40 ms)
         listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    except OSError as err:
-        reason = os.strerror(err.errno) if (err.errno or 0) > 0 else err.strerror or str(err)
-        raise TextCNNError(f"--host {host} --port {port}: cannot listen there ({reason})") from None
-    try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((host, port))
         listener.listen()
         return listener
     except OSError as err:  # the message would repeat the address: its errno says it all
-        listener.close()
+        if listener is not None:
+            listener.close()
         reason = os.strerror(err.errno) if (err.errno or 0) > 0 else err.strerror or str(err)
         raise TextCNNError(f"--host {host} --port {port}: cannot listen there ({reason})") from None
 
